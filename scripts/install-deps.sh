@@ -1,0 +1,26 @@
+#!/usr/bin/env bash
+# Installs with apt-get what mpitrain's build, tests, benchmarks and main job need.
+# Idempotent: prints nothing and exits 0 when everything is already installed.
+set -euo pipefail
+PKGS=(
+  build-essential pkg-config make
+  libopenmpi-dev openmpi-bin
+  libhdf5-openmpi-dev hdf5-tools
+  libopenblas-dev libcmocka-dev libinih-dev libxxhash-dev zlib1g-dev
+  dataset-fashion-mnist
+  python3 python3-h5py python3-numpy python3-torch
+)
+missing=()
+for p in "${PKGS[@]}"; do
+  if ! dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed"; then
+    missing+=("$p")
+  fi
+done
+[ ${#missing[@]} -eq 0 ] && exit 0
+echo "install-deps: installing ${missing[*]}" >&2
+SUDO=""
+[ "$(id -u)" -ne 0 ] && SUDO="sudo"
+export DEBIAN_FRONTEND=noninteractive
+$SUDO apt-get update -qq
+$SUDO apt-get install -y -qq --no-install-recommends "${missing[@]}" >/dev/null
+echo "install-deps: done" >&2

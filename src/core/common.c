@@ -1,0 +1,131 @@
+/* common.c — see common.h */
+#include "core/common.h"
+
+#include <stdarg.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+#include <unistd.h>
+
+static _Thread_local char err_buf[2048];
+static _Thread_local int err_last;
+static int g_rank = -1, g_world = 0;
+static char g_host[64];
+static AbortHook g_abort_hook;
+
+int err_set(int code, const char *fmt, ...)
+{
+    va_list ap;
+    va_start(ap, fmt);
+    vsnprintf(err_buf, sizeof err_buf, fmt, ap);
+    va_end(ap);
+    err_last = code;
+    return code;
+}
+
+const char *err_msg(void) { return err_buf; }
+int err_code(void) { return err_last; }
+void err_clear(void) { err_buf[0] = 0; err_last = 0; }
+
+void log_set_rank(int rank, int world)
+{
+    g_rank = rank;
+    g_world = world;
+    if (gethostname(g_host, sizeof g_host) != 0) snprintf(g_host, sizeof g_host, "?");
+    g_host[sizeof g_host - 1] = 0;
+}
+
+int log_rank(void) { return g_rank < 0 ? 0 : g_rank; }
+
+static void vlog(FILE *f, const char *tag, const char *fmt, va_list ap)
+{
+    char line[4096];
+    int n = 0;
+    if (g_world > 1) n = snprintf(line, sizeof line, "[rank %d %s] ", g_rank, g_host);
+    if (tag) n += snprintf(line + n, sizeof line - n, "%s", tag);
+    vsnprintf(line + n, sizeof line - n, fmt, ap);
+    fprintf(f, "%s\n", line);
+    fflush(f);
+}
+
+void log_info(const char *fmt, ...)
+{
+    if (g_rank > 0) return;
+    va_list ap;
+    va_start(ap, fmt);
+    vlog(stderr, NULL, fmt, ap);
+    va_end(ap);
+}
+
+void log_all(const char *fmt, ...)
+{
+    va_list ap;
+    va_start(ap, fmt);
+    vlog(stderr, NULL, fmt, ap);
+    va_end(ap);
+}
+
+void log_error(const char *fmt, ...)
+{
+    va_list ap;
+    va_start(ap, fmt);
+    vlog(stderr, "error: ", fmt, ap);
+    va_end(ap);
+}
+
+void set_abort_hook(AbortHook hook) { g_abort_hook = hook; }
+
+void fatal(int code, const char *fmt, ...)
+{
+    va_list ap;
+    va_start(ap, fmt);
+    vlog(stderr, "fatal: ", fmt, ap);
+    va_end(ap);
+    if (g_abort_hook) g_abort_hook(code);
+    exit(code ? code : MT_EX_SOFTWARE);
+}
+
+void check_fail(const char *file, int line, const char *expr)
+{
+    fatal(MT_EX_SOFTWARE, "%s:%d: CHECK(%s) failed (a bug in mpitrain: please report it)", file,
+          line, expr);
+}
+
+void *xmalloc(size_t n)
+{
+    void *p = malloc(n ? n : 1);
+    if (!p) fatal(MT_EX_OSERR, "out of memory allocating %zu bytes", n);
+    return p;
+}
+
+void *xcalloc(size_t n, size_t size)
+{
+    void *p = calloc(n ? n : 1, size ? size : 1);
+    if (!p) fatal(MT_EX_OSERR, "out of memory allocating %zu x %zu bytes", n, size);
+    return p;
+}
+
+void *xaligned(size_t n)
+{
+    size_t sz = (n + 63) & ~(size_t)63;
+    void *p = NULL;
+    if (posix_memalign(&p, 64, sz ? sz : 64) != 0 || !p)
+        fatal(MT_EX_OSERR, "out of memory allocating %zu bytes", n);
+    memset(p, 0, sz);
+    return p;
+}
+
+char *xstrdup(const char *s)
+{
+    size_t n = strlen(s) + 1;
+    char *p = xmalloc(n);
+    memcpy(p, s, n);
+    return p;
+}
+
+double now_s(void)
+{
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return ts.tv_sec + ts.tv_nsec * 1e-9;
+}

@@ -1,0 +1,366 @@
+/* exec.c — see exec.h.  Micro-batches on a thread pool, canonical tree sum. */
+#include "core/exec.h"
+
+#include <cblas.h>
+#include <pthread.h>
+#include <sched.h>
+#include <stdatomic.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "core/common.h"
+#include "core/loss.h"
+
+typedef struct {
+    float **act;    /* act[l+1]: output of layer l (rows_cap, out_l); act[0] is the input */
+    float **aux;    /* aux[l]: (rows_cap, aux_per_sample) or NULL */
+    float *dbuf[2]; /* (rows_cap, max_width) ping-pong gradients of activations */
+} ThreadBufs;
+
+typedef enum { JOB_NONE, JOB_TRAIN, JOB_EVAL, JOB_EXIT } JobKind;
+
+struct Exec {
+    const Model *m;
+    ExecConf c;
+    int rows_cap;
+    ThreadBufs *tb;       /* (threads) */
+    float **gbuf;         /* (nmb) gradient slabs of the micro-batches; NULL when nmb == 1 */
+    size_t *llo, *lhi;    /* (nlayers) parameter range of layer l ([0,0) if none) */
+    pthread_t *th;        /* (threads - 1) */
+    pthread_mutex_t mu;
+    pthread_cond_t cv_start, cv_done;
+    uint64_t gen;
+    int nrunning;
+    /* the current job */
+    JobKind job;
+    const float *params, *x;
+    const int32_t *y;
+    uint64_t seed, step;
+    int mb0;
+    float grad_scale;
+    float *grads;
+    double *mb_loss;
+    int64_t *mb_correct;  /* (max(nmb, chunks)) */
+    int n_rows, chunk_rows, nchunks;
+    double *chunk_loss;
+    int64_t *chunk_correct;
+    size_t chunk_cap;
+    atomic_int *layer_count;  /* (nlayers) micro-batches done with layer l's backward */
+    atomic_int *layer_ready;  /* (nlayers) 1 when layer l's range is summed into grads */
+};
+
+typedef struct {
+    Exec *e;
+    int tid;
+} WorkerArg;
+
+static float *grad_slab(Exec *e, int k) { return e->gbuf ? e->gbuf[k] : e->grads; }
+
+/* dst[plo, phi) = T(lo, hi) over the micro-batch gradient slabs (canonical tree). */
+static void tree_sum(Exec *e, int lo, int hi, size_t plo, size_t phi, float *dst)
+{
+    if (hi - lo == 1) {
+        if (dst != e->gbuf[lo]) memcpy(dst + plo, e->gbuf[lo] + plo, (phi - plo) * sizeof(float));
+        return;
+    }
+    int mid = exec_tree_mid(lo, hi);
+    tree_sum(e, lo, mid, plo, phi, e->gbuf[lo]);
+    tree_sum(e, mid, hi, plo, phi, e->gbuf[mid]);
+    const float *a = e->gbuf[lo], *b = e->gbuf[mid];
+    for (size_t i = plo; i < phi; i++) dst[i] = a[i] + b[i];
+}
+
+double exec_tree_sum_f64(const double *v, int lo, int hi)
+{
+    if (hi <= lo) return 0.0;
+    if (hi - lo == 1) return v[lo];
+    int mid = exec_tree_mid(lo, hi);
+    return exec_tree_sum_f64(v, lo, mid) + exec_tree_sum_f64(v, mid, hi);
+}
+
+static void forward_rows(Exec *e, ThreadBufs *tb, const float *x, int rows, int train,
+                         uint64_t sample0)
+{
+    const Model *m = e->m;
+    LayerCtx ctx = {.seed = e->seed, .step = e->step, .sample0 = sample0, .train = train};
+    tb->act[0] = (float *)x;
+    for (int l = 0; l < m->nlayers; l++) {
+        const Layer *L = &m->layers[l];
+        L->ops->forward(L, e->params, tb->act[l], tb->act[l + 1], tb->aux[l], rows, &ctx);
+    }
+}
+
+/* Driver: report newly summed layers in backward order, then let the caller poll. */
+typedef struct {
+    ExecReadyFn ready;
+    ExecPollFn poll;
+    void *arg;
+    int next;  /* next layer to report (counts down) */
+} Driver;
+
+static void driver_check(Exec *e, Driver *d)
+{
+    while (d->next >= 0) {
+        int l = d->next;
+        if (e->llo[l] == e->lhi[l]) { d->next--; continue; }
+        if (!atomic_load_explicit(&e->layer_ready[l], memory_order_acquire)) break;
+        if (d->ready) d->ready(d->arg, e->llo[l], e->lhi[l]);
+        d->next--;
+    }
+    if (d->poll) d->poll(d->arg);
+}
+
+static void train_mb(Exec *e, ThreadBufs *tb, int k, Driver *d)
+{
+    const Model *m = e->m;
+    const int R = e->c.mb_rows;
+    const float *x = e->x + (size_t)k * R * m->in_dim;
+    const int32_t *y = e->y + (size_t)k * R;
+    uint64_t sample0 = (uint64_t)(e->mb0 + k) * (uint64_t)R;
+    forward_rows(e, tb, x, R, 1, sample0);
+    if (d) driver_check(e, d);
+
+    int L = m->nlayers;
+    float *dy = tb->dbuf[0], *dx = tb->dbuf[1];
+    int64_t corr = 0;
+    e->mb_loss[k] = loss_softmax_xent(tb->act[L], y, R, m->num_classes, e->grad_scale, dy, &corr);
+    e->mb_correct[k] = corr;
+    LayerCtx ctx = {.seed = e->seed, .step = e->step, .sample0 = sample0, .train = 1};
+    float *g = grad_slab(e, k);
+    for (int l = L - 1; l >= 0; l--) {
+        const Layer *ly = &m->layers[l];
+        float *dxl = l > 0 ? dx : NULL;
+        ly->ops->backward(ly, e->params, tb->act[l], tb->act[l + 1], tb->aux[l], dy, dxl, g, R,
+                          &ctx);
+        if (e->llo[l] != e->lhi[l]) {
+            int done = atomic_fetch_add_explicit(&e->layer_count[l], 1, memory_order_acq_rel) + 1;
+            if (done == e->c.nmb) {
+                if (e->gbuf) tree_sum(e, 0, e->c.nmb, e->llo[l], e->lhi[l], e->grads);
+                atomic_store_explicit(&e->layer_ready[l], 1, memory_order_release);
+            }
+        }
+        if (d) driver_check(e, d);
+        float *t = dy; dy = dx; dx = t;
+    }
+}
+
+static void eval_chunk(Exec *e, ThreadBufs *tb, int j)
+{
+    const Model *m = e->m;
+    int r0 = j * e->chunk_rows;
+    int rows = MT_MIN(e->chunk_rows, e->n_rows - r0);
+    forward_rows(e, tb, e->x + (size_t)r0 * m->in_dim, rows, 0, (uint64_t)r0);
+    int64_t corr = 0;
+    e->chunk_loss[j] = loss_softmax_xent_eval(tb->act[m->nlayers], e->y + r0, rows,
+                                              m->num_classes, &corr);
+    e->chunk_correct[j] = corr;
+}
+
+static void run_job(Exec *e, int tid, Driver *d)
+{
+    int T = e->c.threads;
+    if (e->job == JOB_TRAIN) {
+        for (int k = tid; k < e->c.nmb; k += T) train_mb(e, &e->tb[tid], k, d);
+    } else if (e->job == JOB_EVAL) {
+        for (int j = tid; j < e->nchunks; j += T) eval_chunk(e, &e->tb[tid], j);
+    }
+}
+
+static void *worker_main(void *p)
+{
+    WorkerArg *wa = p;
+    Exec *e = wa->e;
+    int tid = wa->tid;
+    free(wa);
+    uint64_t seen = 0;
+    for (;;) {
+        pthread_mutex_lock(&e->mu);
+        while (e->gen == seen) pthread_cond_wait(&e->cv_start, &e->mu);
+        seen = e->gen;
+        JobKind job = e->job;
+        pthread_mutex_unlock(&e->mu);
+        if (job == JOB_EXIT) return NULL;
+        run_job(e, tid, NULL);
+        pthread_mutex_lock(&e->mu);
+        if (--e->nrunning == 0) pthread_cond_broadcast(&e->cv_done);
+        pthread_mutex_unlock(&e->mu);
+    }
+}
+
+static void alloc_thread_bufs(Exec *e, ThreadBufs *tb)
+{
+    const Model *m = e->m;
+    tb->act = xcalloc(m->nlayers + 1, sizeof(float *));
+    tb->aux = xcalloc(m->nlayers, sizeof(float *));
+    for (int l = 0; l < m->nlayers; l++) {
+        const Layer *L = &m->layers[l];
+        tb->act[l + 1] = xaligned((size_t)e->rows_cap * L->out * sizeof(float));
+        if (L->aux_per_sample)
+            tb->aux[l] = xaligned((size_t)e->rows_cap * L->aux_per_sample * sizeof(float));
+    }
+    size_t w = MT_MAX(m->max_width, (size_t)m->in_dim);
+    for (int i = 0; i < 2; i++) tb->dbuf[i] = xaligned((size_t)e->rows_cap * w * sizeof(float));
+}
+
+Exec *exec_create(const Model *m, const ExecConf *c)
+{
+    CHECK(c->threads >= 1 && c->mb_rows >= 1 && c->nmb >= 1);
+    openblas_set_num_threads(1);
+    Exec *e = xcalloc(1, sizeof *e);
+    e->m = m;
+    e->c = *c;
+    e->rows_cap = MT_MAX(c->mb_rows, 256);
+    e->tb = xcalloc(c->threads, sizeof(ThreadBufs));
+    for (int t = 0; t < c->threads; t++) alloc_thread_bufs(e, &e->tb[t]);
+    if (c->nmb > 1) {
+        e->gbuf = xcalloc(c->nmb, sizeof(float *));
+        for (int k = 0; k < c->nmb; k++) e->gbuf[k] = xaligned(m->nparams * sizeof(float));
+    }
+    e->llo = xcalloc(m->nlayers, sizeof(size_t));
+    e->lhi = xcalloc(m->nlayers, sizeof(size_t));
+    /* A layer's range runs from its first parameter to the next parametrised layer's
+     * first parameter (or the slab's end): ranges tile the slab, padding included. */
+    int prev = -1;
+    for (int l = 0; l < m->nlayers; l++) {
+        if (m->layers[l].nparams == 0) continue;
+        e->llo[l] = m->layers[l].params[0].off;
+        if (prev >= 0) e->lhi[prev] = e->llo[l];
+        else e->llo[l] = 0;
+        prev = l;
+    }
+    if (prev >= 0) e->lhi[prev] = m->nparams;
+    e->layer_count = xcalloc(m->nlayers, sizeof(atomic_int));
+    e->layer_ready = xcalloc(m->nlayers, sizeof(atomic_int));
+    e->mb_correct = xcalloc(c->nmb, sizeof(int64_t));
+    pthread_mutex_init(&e->mu, NULL);
+    pthread_cond_init(&e->cv_start, NULL);
+    pthread_cond_init(&e->cv_done, NULL);
+    if (c->threads > 1) {
+        e->th = xcalloc(c->threads - 1, sizeof(pthread_t));
+        for (int t = 1; t < c->threads; t++) {
+            WorkerArg *wa = xmalloc(sizeof *wa);
+            wa->e = e;
+            wa->tid = t;
+            if (pthread_create(&e->th[t - 1], NULL, worker_main, wa) != 0)
+                fatal(MT_EX_OSERR, "cannot start worker thread %d of %d", t, c->threads);
+        }
+    }
+    return e;
+}
+
+/* Run the current job on all threads; the caller is thread 0 (the driver). */
+static void run_all(Exec *e, Driver *d)
+{
+    if (e->c.threads > 1) {
+        pthread_mutex_lock(&e->mu);
+        e->nrunning = e->c.threads - 1;
+        e->gen++;
+        pthread_cond_broadcast(&e->cv_start);
+        pthread_mutex_unlock(&e->mu);
+    }
+    run_job(e, 0, d);
+    if (e->c.threads > 1) {
+        if (d && (d->ready || d->poll)) {
+            /* keep reporting finished layers and progressing communication */
+            for (;;) {
+                driver_check(e, d);
+                pthread_mutex_lock(&e->mu);
+                int left = e->nrunning;
+                pthread_mutex_unlock(&e->mu);
+                if (left == 0) break;
+                sched_yield();
+            }
+        } else {
+            pthread_mutex_lock(&e->mu);
+            while (e->nrunning > 0) pthread_cond_wait(&e->cv_done, &e->mu);
+            pthread_mutex_unlock(&e->mu);
+        }
+    }
+    if (d) driver_check(e, d);
+}
+
+void exec_train(Exec *e, const float *params, const float *x, const int32_t *y,
+                uint64_t seed, uint64_t step, int mb0, float grad_scale, float *grads,
+                double *mb_loss, int64_t *correct, ExecReadyFn ready, ExecPollFn poll,
+                void *arg)
+{
+    const Model *m = e->m;
+    e->job = JOB_TRAIN;
+    e->params = params;
+    e->x = x;
+    e->y = y;
+    e->seed = seed;
+    e->step = step;
+    e->mb0 = mb0;
+    e->grad_scale = grad_scale;
+    e->grads = grads;
+    e->mb_loss = mb_loss;
+    for (int l = 0; l < m->nlayers; l++) {
+        atomic_store(&e->layer_count[l], 0);
+        atomic_store(&e->layer_ready[l], 0);
+    }
+    Driver d = {.ready = ready, .poll = poll, .arg = arg, .next = m->nlayers - 1};
+    run_all(e, &d);
+    CHECK(d.next < 0);
+    if (correct) {
+        int64_t s = 0;
+        for (int k = 0; k < e->c.nmb; k++) s += e->mb_correct[k];
+        *correct = s;
+    }
+}
+
+void exec_eval(Exec *e, const float *params, const float *x, const int32_t *y, int n,
+               int chunk_rows, double *chunk_loss, int64_t *chunk_correct)
+{
+    CHECK(chunk_rows >= 1 && chunk_rows <= e->rows_cap);
+    e->job = JOB_EVAL;
+    e->params = params;
+    e->x = x;
+    e->y = y;
+    e->n_rows = n;
+    e->chunk_rows = chunk_rows;
+    e->nchunks = (n + chunk_rows - 1) / chunk_rows;
+    e->chunk_loss = chunk_loss;
+    e->chunk_correct = chunk_correct;
+    run_all(e, NULL);
+}
+
+void exec_destroy(Exec *e)
+{
+    if (!e) return;
+    if (e->c.threads > 1) {
+        pthread_mutex_lock(&e->mu);
+        e->job = JOB_EXIT;
+        e->gen++;
+        pthread_cond_broadcast(&e->cv_start);
+        pthread_mutex_unlock(&e->mu);
+        for (int t = 1; t < e->c.threads; t++) pthread_join(e->th[t - 1], NULL);
+        free(e->th);
+    }
+    const Model *m = e->m;
+    for (int t = 0; t < e->c.threads; t++) {
+        ThreadBufs *tb = &e->tb[t];
+        for (int l = 0; l < m->nlayers; l++) {
+            free(tb->act[l + 1]);
+            free(tb->aux[l]);
+        }
+        free(tb->act);
+        free(tb->aux);
+        free(tb->dbuf[0]);
+        free(tb->dbuf[1]);
+    }
+    free(e->tb);
+    if (e->gbuf) {
+        for (int k = 0; k < e->c.nmb; k++) free(e->gbuf[k]);
+        free(e->gbuf);
+    }
+    free(e->llo);
+    free(e->lhi);
+    free(e->layer_count);
+    free(e->layer_ready);
+    free(e->mb_correct);
+    pthread_mutex_destroy(&e->mu);
+    pthread_cond_destroy(&e->cv_start);
+    pthread_cond_destroy(&e->cv_done);
+    free(e);
+}

@@ -1,0 +1,68 @@
+/* exec.h — the micro-batch executor: forward and backward of a rank's micro-batches
+ * on a pool of worker threads, and the canonical tree sum of their gradients.
+ *
+ * DESIGN.md §3: the micro-batch is the unit of compute.  Each micro-batch's forward and
+ * backward is computed by single-threaded BLAS calls of the same shapes whatever the
+ * number of threads or ranks, into its own gradient buffer; the rank's gradient is the
+ * sum of its micro-batch gradients along the canonical tree (exec_tree_mid), so it is a
+ * subtree of the global tree and the bits depend on nothing but (params, data).
+ *
+ * Threads: `threads` workers including the calling thread.  Micro-batch k of the rank
+ * runs on thread k % threads.  As soon as every local micro-batch has finished the
+ * backward of a layer, that layer's gradient range is tree-summed (by the thread that
+ * finished it last) and reported through `ready` — always on the calling thread (the
+ * "driver"), in backward order, so that src/parallel can start reducing a bucket while
+ * earlier layers still compute (MPI_THREAD_FUNNELED is enough).  `poll` is called on the
+ * driver between its own layer computations, so non-blocking collectives progress. */
+#ifndef MPITRAIN_CORE_EXEC_H
+#define MPITRAIN_CORE_EXEC_H
+
+#include "core/model.h"
+
+typedef struct Exec Exec;
+
+/* Called on the driver thread when the local gradient of params [lo, hi) (one layer's
+ * parameter range, padding included up to the next layer) is final. */
+typedef void (*ExecReadyFn)(void *arg, size_t lo, size_t hi);
+/* Called on the driver thread between its layer computations (may be NULL). */
+typedef void (*ExecPollFn)(void *arg);
+
+typedef struct {
+    int threads;   /* worker threads including the caller (>= 1) */
+    int mb_rows;   /* rows per micro-batch (B / M) */
+    int nmb;       /* micro-batches of this rank per step (M / N) */
+} ExecConf;
+
+/* Allocate per-thread activation buffers and per-micro-batch gradient buffers; start
+ * threads-1 worker threads; set OpenBLAS to one thread.  Never fails (allocation
+ * failure aborts with the size). The model must outlive the Exec. */
+Exec *exec_create(const Model *m, const ExecConf *c);
+void exec_destroy(Exec *e);
+
+/* One training step of the local micro-batches.
+ *   x (nmb*mb_rows, in_dim), y (nmb*mb_rows): the rank's rows, micro-batch k at rows
+ *   [k*mb_rows, (k+1)*mb_rows).  mb0: global index of the first local micro-batch in the
+ *   step (dropout masks depend on the global sample position).  grad_scale = 1/B.
+ * Writes: grads[every parameter range] = tree sum of the micro-batch gradients (the
+ * padding between arrays is left as is); mb_loss[k] = loss sum of local micro-batch k;
+ * *correct = correctly classified rows (argmax). */
+void exec_train(Exec *e, const float *params, const float *x, const int32_t *y,
+                uint64_t seed, uint64_t step, int mb0, float grad_scale, float *grads,
+                double *mb_loss, int64_t *correct, ExecReadyFn ready, ExecPollFn poll,
+                void *arg);
+
+/* Forward only (eval, no dropout) of n rows in chunks of chunk_rows (the last chunk
+ * may be shorter), chunks spread over the threads.  chunk_loss[j] = loss sum of chunk j,
+ * chunk_correct[j] its correct count.  Chunks are independent units, so the bits do
+ * not depend on the thread count. */
+void exec_eval(Exec *e, const float *params, const float *x, const int32_t *y, int n,
+               int chunk_rows, double *chunk_loss, int64_t *chunk_correct);
+
+/* The canonical tree over [lo, hi): node = T(lo, mid) + T(mid, hi), mid = lo + (hi-lo)/2.
+ * For power-of-two counts this is adjacent pairs first: ((g0+g1)+(g2+g3)). Any N that is
+ * a power of two dividing M cuts it into N subtrees of M/N leaves. */
+static inline int exec_tree_mid(int lo, int hi) { return lo + (hi - lo) / 2; }
+/* Tree sum of doubles v[lo, hi) in canonical order (losses, norms, eval metrics). */
+double exec_tree_sum_f64(const double *v, int lo, int hi);
+
+#endif

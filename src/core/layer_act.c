@@ -1,0 +1,69 @@
+/* layer_act.c — a standalone activation (one that does not directly follow a dense
+ * layer, e.g. after dropout): y (B, n) = f(x (B, n)) elementwise.  Backward reads
+ * x (relu, gelu) or y (tanh), so no aux is kept.  x and y (dx and dy) must not
+ * overlap: backward needs the forward's x. */
+#include "core/common.h"
+#include "core/layer_impl.h"
+
+static void act_forward_rows(ActKind act, const float *restrict x, float *restrict y,
+                             size_t n)
+{
+    for (size_t k0 = 0; k0 < n; k0 += LAYER_CHUNK) {
+        const int m = (int)MT_MIN((size_t)LAYER_CHUNK, n - k0);
+        const float *restrict xs = x + k0;
+        float *restrict ys = y + k0;
+        switch (act) {
+        case ACT_RELU: LAYER_LOOP(j, m, { ys[j] = xs[j] > 0.0f ? xs[j] : 0.0f; }) break;
+        case ACT_TANH:
+            for (int j = 0; j < m; j++) ys[j] = tanhf(xs[j]);
+            break;
+        case ACT_GELU:
+            for (int j = 0; j < m; j++) ys[j] = layer_gelu(xs[j]);
+            break;
+        case ACT_NONE: CHECK(!"standalone activation 'none'");
+        }
+    }
+}
+
+static void act_forward(const Layer *l, const float *params, const float *x, float *y,
+                        float *aux, int B, const LayerCtx *ctx)
+{
+    (void)params, (void)aux, (void)ctx;
+    CHECK(B >= 1);
+    act_forward_rows(l->act, x, y, (size_t)B * (size_t)l->out);
+}
+
+static void act_backward_rows(ActKind act, const float *restrict x, const float *restrict y,
+                              const float *restrict dy, float *restrict dx, size_t n)
+{
+    for (size_t k0 = 0; k0 < n; k0 += LAYER_CHUNK) {
+        const int m = (int)MT_MIN((size_t)LAYER_CHUNK, n - k0);
+        const float *restrict xs = x + k0, *restrict ys = y + k0, *restrict ds = dy + k0;
+        float *restrict gs = dx + k0;
+        switch (act) {
+        case ACT_RELU:
+            LAYER_LOOP(j, m, {
+                float d = ds[j];
+                gs[j] = xs[j] > 0.0f ? d : 0.0f;
+            })
+            break;
+        case ACT_TANH: LAYER_LOOP(j, m, { gs[j] = ds[j] * (1.0f - ys[j] * ys[j]); }) break;
+        case ACT_GELU:
+            for (int j = 0; j < m; j++) gs[j] = ds[j] * layer_gelu_grad(xs[j]);
+            break;
+        case ACT_NONE: CHECK(!"standalone activation 'none'");
+        }
+    }
+}
+
+static void act_backward(const Layer *l, const float *params, const float *x, const float *y,
+                         const float *aux, float *dy, float *dx, float *grads, int B,
+                         const LayerCtx *ctx)
+{
+    (void)params, (void)aux, (void)grads, (void)ctx;
+    CHECK(B >= 1);
+    if (!dx) return; /* no parameters: nothing else to compute */
+    act_backward_rows(l->act, x, y, dy, dx, (size_t)B * (size_t)l->out);
+}
+
+const LayerOps layer_act_ops = {"act", act_forward, act_backward};

@@ -1,0 +1,174 @@
+/* optim.c — optimizers and global-norm clipping over slab ranges (optim.h).
+ *
+ * Every element is updated by the same sequence of float operations, written out
+ * below in the order C evaluates them (left to right, no FMA contraction: the build is
+ * -std=c11, which implies -ffp-contract=off), and the per-step constants (lr*wd,
+ * 1-b1, 1-b2, the bias corrections) are computed once per call from (lr, t) alone.
+ * So an element's result depends only on its own values, and updating [lo, hi) in
+ * pieces gives the same bits as updating it at once, vectorised or not.
+ *
+ *   g   = grads[i] * grad_scale
+ *   sgd, momentum == 0:  d = g
+ *   sgd, momentum != 0:  buf = momentum * buf + g;  d = nesterov ? g + momentum * buf : buf
+ *   sgd:    p = (p - lrwd * p) - lr * d                                   lrwd = lr * wd
+ *   adamw:  m = b1 * m + omb1 * g;   v = b2 * v + (omb2 * g) * g        omb = 1 - beta
+ *           mh = m / bc1;  vh = v / bc2;    bc = (float)(1 - beta^t) computed in double
+ *           p = (p - lrwd * p) - (lr * mh) / (sqrtf(vh) + eps)
+ */
+#include "core/optim.h"
+
+#include <math.h>
+#if defined(__SSE2__)
+#include <immintrin.h>
+#endif
+
+#include "core/common.h"
+
+/* for (size_t i = 0; i < n; i++) BODY as blocks of 16 with a fixed trip count, which
+ * gcc -O2 vectorises (its very-cheap cost model needs a known count), then the scalar
+ * tail.  Same IEEE operations per element either way, so the same bits. */
+#define OPTIM_LOOP(i, n, ...)                                                              \
+    for (size_t i##_blk = 0; i##_blk + 16 <= (n); i##_blk += 16)                           \
+        for (int i##_k = 0; i##_k < 16; i##_k++) {                                         \
+            size_t i = i##_blk + (size_t)i##_k;                                            \
+            __VA_ARGS__                                                                    \
+        }                                                                                  \
+    for (size_t i = (n) & ~(size_t)15; i < (n); i++) __VA_ARGS__
+
+int optim_nstates(const OptimConf *c)
+{
+    if (c->kind == OPTIM_ADAMW) return 2;
+    return c->momentum != 0.0f ? 1 : 0;
+}
+
+const char *optim_state_name(const OptimConf *c, int i)
+{
+    CHECK(i >= 0 && i < optim_nstates(c));
+    if (c->kind == OPTIM_ADAMW) return i == 0 ? "m" : "v";
+    return "momentum";
+}
+
+static void sgd_plain(float lr, float lrwd, float gs, float *restrict p,
+                      const float *restrict g, size_t n)
+{
+    OPTIM_LOOP(i, n, {
+        float gi = g[i] * gs;
+        p[i] = (p[i] - lrwd * p[i]) - lr * gi;
+    })
+}
+
+static void sgd_momentum(float lr, float lrwd, float gs, float mu, int nesterov,
+                         float *restrict p, const float *restrict g, float *restrict buf,
+                         size_t n)
+{
+    if (nesterov) {
+        OPTIM_LOOP(i, n, {
+            float gi = g[i] * gs;
+            float b = mu * buf[i] + gi;
+            buf[i] = b;
+            float d = gi + mu * b;
+            p[i] = (p[i] - lrwd * p[i]) - lr * d;
+        })
+    } else {
+        OPTIM_LOOP(i, n, {
+            float gi = g[i] * gs;
+            float b = mu * buf[i] + gi;
+            buf[i] = b;
+            p[i] = (p[i] - lrwd * p[i]) - lr * b;
+        })
+    }
+}
+
+/* One AdamW element; the vector path below does the same operations lane by lane. */
+static inline void adamw_one(float lr, float lrwd, float gs, float b1, float b2, float omb1,
+                             float omb2, float bc1, float bc2, float eps, float *p,
+                             const float *g, float *m, float *v)
+{
+    float gi = *g * gs;
+    float mi = b1 * *m + omb1 * gi;
+    float vi = b2 * *v + (omb2 * gi) * gi;
+    *m = mi;
+    *v = vi;
+    float mh = mi / bc1;
+    float vh = vi / bc2;
+    *p = (*p - lrwd * *p) - (lr * mh) / (sqrtf(vh) + eps);
+}
+
+/* gcc vectorises no loop that calls sqrtf while errno is kept for sqrt of negatives
+ * (the default -fmath-errno), so on x86 the loop is written with SSE: sqrtps, divps,
+ * mulps, addps and subps round each lane exactly like the scalar instructions, so the
+ * bits are those of adamw_one. */
+static void adamw(float lr, float lrwd, float gs, float b1, float b2, float omb1, float omb2,
+                  float bc1, float bc2, float eps, float *restrict p, const float *restrict g,
+                  float *restrict m, float *restrict v, size_t n)
+{
+    size_t i = 0;
+#if defined(__SSE2__)
+    const __m128 vlr = _mm_set1_ps(lr), vlrwd = _mm_set1_ps(lrwd), vgs = _mm_set1_ps(gs);
+    const __m128 vb1 = _mm_set1_ps(b1), vb2 = _mm_set1_ps(b2), vomb1 = _mm_set1_ps(omb1);
+    const __m128 vomb2 = _mm_set1_ps(omb2), vbc1 = _mm_set1_ps(bc1), vbc2 = _mm_set1_ps(bc2);
+    const __m128 veps = _mm_set1_ps(eps);
+    for (; i + 4 <= n; i += 4) {
+        __m128 gi = _mm_mul_ps(_mm_loadu_ps(g + i), vgs);
+        __m128 mi = _mm_add_ps(_mm_mul_ps(vb1, _mm_loadu_ps(m + i)), _mm_mul_ps(vomb1, gi));
+        __m128 vi = _mm_add_ps(_mm_mul_ps(vb2, _mm_loadu_ps(v + i)),
+                               _mm_mul_ps(_mm_mul_ps(vomb2, gi), gi));
+        _mm_storeu_ps(m + i, mi);
+        _mm_storeu_ps(v + i, vi);
+        __m128 mh = _mm_div_ps(mi, vbc1);
+        __m128 vh = _mm_div_ps(vi, vbc2);
+        __m128 pi = _mm_loadu_ps(p + i);
+        __m128 step = _mm_div_ps(_mm_mul_ps(vlr, mh), _mm_add_ps(_mm_sqrt_ps(vh), veps));
+        _mm_storeu_ps(p + i, _mm_sub_ps(_mm_sub_ps(pi, _mm_mul_ps(vlrwd, pi)), step));
+    }
+#endif
+    for (; i < n; i++)
+        adamw_one(lr, lrwd, gs, b1, b2, omb1, omb2, bc1, bc2, eps, p + i, g + i, m + i, v + i);
+}
+
+void optim_update(const OptimConf *c, float lr, uint64_t t, float grad_scale, float *params,
+                  const float *grads, float *const *states, size_t lo, size_t hi)
+{
+    CHECK(lo <= hi);
+    if (lo == hi) return;
+    const size_t n = hi - lo;
+    const float lrwd = lr * c->weight_decay;
+    if (c->kind == OPTIM_ADAMW) {
+        CHECK(t >= 1);
+        const float bc1 = (float)(1.0 - pow((double)c->beta1, (double)t));
+        const float bc2 = (float)(1.0 - pow((double)c->beta2, (double)t));
+        adamw(lr, lrwd, grad_scale, c->beta1, c->beta2, 1.0f - c->beta1, 1.0f - c->beta2, bc1,
+              bc2, c->eps, params + lo, grads + lo, states[0] + lo, states[1] + lo, n);
+    } else if (c->momentum != 0.0f) {
+        sgd_momentum(lr, lrwd, grad_scale, c->momentum, c->nesterov, params + lo, grads + lo,
+                     states[0] + lo, n);
+    } else {
+        sgd_plain(lr, lrwd, grad_scale, params + lo, grads + lo, n);
+    }
+}
+
+size_t clip_nblocks(size_t n) { return (n + CLIP_BLOCK - 1) / CLIP_BLOCK; }
+
+/* partial[] is indexed by the global block number: blocks lo/CLIP_BLOCK .. of [lo, hi). */
+void clip_block_sumsq(const float *grads, size_t n, size_t lo, size_t hi, double *partial)
+{
+    CHECK(lo <= hi && hi <= n);
+    CHECK(lo % CLIP_BLOCK == 0 && (hi % CLIP_BLOCK == 0 || hi == n));
+    for (size_t j = lo / CLIP_BLOCK; j * CLIP_BLOCK < hi; j++) {
+        const size_t a = j * CLIP_BLOCK, b = MT_MIN(a + CLIP_BLOCK, n);
+        double s = 0.0;
+        for (size_t i = a; i < b; i++) s += (double)grads[i] * (double)grads[i];
+        partial[j] = s;
+    }
+}
+
+float clip_scale(const double *partial, size_t nblocks, float max_norm, double *norm_out)
+{
+    double s = 0.0;
+    for (size_t j = 0; j < nblocks; j++) s += partial[j];
+    const double norm = sqrt(s);
+    if (norm_out) *norm_out = norm;
+    if (max_norm <= 0.0f) return 1.0f;
+    const double scale = (double)max_norm / (norm + 1e-6);
+    return scale < 1.0 ? (float)scale : 1.0f;
+}
