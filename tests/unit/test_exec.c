@@ -1,0 +1,196 @@
+/* test_exec.c — the micro-batch executor: bits independent of the thread count, the
+ * canonical tree, rank splits that reproduce the single-rank gradient bit for bit, the
+ * ready callbacks (backward order, ranges tiling the slab), eval chunks. */
+#include <setjmp.h>
+#include <stdarg.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <cmocka.h>
+
+#include <stdlib.h>
+#include <string.h>
+
+#include "core/common.h"
+#include "core/exec.h"
+#include "core/rng.h"
+
+#define IN 40
+#define B 32
+#define M 8
+#define SPEC "dense:24 relu dropout:0.25 dense:16 gelu dense:5"
+
+typedef struct {
+    Model m;
+    float *params, *x;
+    int32_t *y;
+} Fixture;
+
+static void fixture(Fixture *f)
+{
+    assert_int_equal(model_build(&f->m, SPEC, IN, 5), 0);
+    f->params = xaligned(f->m.nparams * sizeof(float));
+    model_init_params(&f->m, f->params, INIT_HE, 11);
+    f->x = xaligned((size_t)B * IN * sizeof(float));
+    f->y = xcalloc(B, sizeof(int32_t));
+    uint64_t key = rng_key(5, RNG_TEST, 0);
+    for (int i = 0; i < B * IN; i++) f->x[i] = rng_normal(key, (uint64_t)i);
+    for (int i = 0; i < B; i++) f->y[i] = (int32_t)(rng_u32(key, 100000 + (uint64_t)i) % 5);
+}
+
+static void fixture_free(Fixture *f)
+{
+    free(f->params);
+    free(f->x);
+    free(f->y);
+    model_free(&f->m);
+}
+
+/* gradient of micro-batches [mb_lo, mb_hi) with `threads` threads */
+static float *grad_of(Fixture *f, int mb_lo, int mb_hi, int threads, double *loss)
+{
+    int R = B / M, n = mb_hi - mb_lo;
+    ExecConf c = {.threads = threads, .mb_rows = R, .nmb = n};
+    Exec *e = exec_create(&f->m, &c);
+    float *g = xaligned(f->m.nparams * sizeof(float));
+    double mbl[M];
+    int64_t corr = 0;
+    exec_train(e, f->params, f->x + (size_t)mb_lo * R * IN, f->y + mb_lo * R, 3, 9, mb_lo,
+               1.0f / B, g, mbl, &corr, NULL, NULL, NULL);
+    if (loss) *loss = exec_tree_sum_f64(mbl, 0, n);
+    exec_destroy(e);
+    return g;
+}
+
+static void test_threads_same_bits(void **state)
+{
+    (void)state;
+    Fixture f;
+    fixture(&f);
+    double l1, l2;
+    float *g1 = grad_of(&f, 0, M, 1, &l1);
+    for (int T = 2; T <= 5; T++) {
+        float *gT = grad_of(&f, 0, M, T, &l2);
+        assert_memory_equal(g1, gT, f.m.nparams * sizeof(float));
+        assert_memory_equal(&l1, &l2, sizeof(double));
+        free(gT);
+    }
+    free(g1);
+    fixture_free(&f);
+}
+
+/* N ranks of M/N micro-batches each, summed along the tree over ranks, equal N = 1. */
+static void test_rank_split_bits(void **state)
+{
+    (void)state;
+    Fixture f;
+    fixture(&f);
+    size_t P = f.m.nparams;
+    float *ref = grad_of(&f, 0, M, 2, NULL);
+    for (int N = 2; N <= M; N *= 2) {
+        float **part = xcalloc(N, sizeof(float *));
+        for (int r = 0; r < N; r++) part[r] = grad_of(&f, r * M / N, (r + 1) * M / N, 1, NULL);
+        /* tree over ranks, adjacent first */
+        for (int w = 1; w < N; w *= 2)
+            for (int r = 0; r < N; r += 2 * w)
+                for (size_t i = 0; i < P; i++) part[r][i] = part[r][i] + part[r + w][i];
+        assert_memory_equal(ref, part[0], P * sizeof(float));
+        for (int r = 0; r < N; r++) free(part[r]);
+        free(part);
+    }
+    /* and the tree is not the sequential sum: (((g0+g1)+g2)+g3)... differs somewhere */
+    float *seq = xaligned(P * sizeof(float));
+    for (int k = 0; k < M; k++) {
+        float *gk = grad_of(&f, k, k + 1, 1, NULL);
+        for (size_t i = 0; i < P; i++) seq[i] = k ? seq[i] + gk[i] : gk[i];
+        free(gk);
+    }
+    assert_true(memcmp(seq, ref, P * sizeof(float)) != 0);
+    free(seq);
+    free(ref);
+    fixture_free(&f);
+}
+
+typedef struct {
+    size_t lo[16], hi[16];
+    int n, polls;
+} Seen;
+
+static void on_ready(void *arg, size_t lo, size_t hi)
+{
+    Seen *s = arg;
+    assert_true(s->n < 16);
+    s->lo[s->n] = lo;
+    s->hi[s->n] = hi;
+    s->n++;
+}
+static void on_poll(void *arg) { ((Seen *)arg)->polls++; }
+
+static void test_ready_order(void **state)
+{
+    (void)state;
+    Fixture f;
+    fixture(&f);
+    for (int T = 1; T <= 3; T++) {
+        ExecConf c = {.threads = T, .mb_rows = B / M, .nmb = M};
+        Exec *e = exec_create(&f.m, &c);
+        float *g = xaligned(f.m.nparams * sizeof(float));
+        double mbl[M];
+        Seen s = {0};
+        exec_train(e, f.params, f.x, f.y, 3, 9, 0, 1.0f / B, g, mbl, NULL, on_ready, on_poll, &s);
+        assert_int_equal(s.n, 3); /* three dense layers */
+        assert_true(s.hi[0] == f.m.nparams);
+        for (int i = 1; i < s.n; i++) assert_true(s.hi[i] == s.lo[i - 1]);
+        assert_true(s.lo[s.n - 1] == 0);
+        assert_true(s.polls > 0);
+        free(g);
+        exec_destroy(e);
+    }
+    fixture_free(&f);
+}
+
+static void test_eval_chunks(void **state)
+{
+    (void)state;
+    Fixture f;
+    fixture(&f);
+    double l1[8], l2[8];
+    int64_t c1[8], c2[8];
+    for (int T = 1; T <= 3; T += 2) {
+        ExecConf c = {.threads = T, .mb_rows = 4, .nmb = 1};
+        Exec *e = exec_create(&f.m, &c);
+        exec_eval(e, f.params, f.x, f.y, 30, 7, T == 1 ? l1 : l2, T == 1 ? c1 : c2);
+        exec_destroy(e);
+    }
+    assert_memory_equal(l1, l2, 5 * sizeof(double)); /* ceil(30/7) = 5 chunks */
+    assert_memory_equal(c1, c2, 5 * sizeof(int64_t));
+    int64_t tot = 0;
+    for (int j = 0; j < 5; j++) {
+        assert_true(c1[j] >= 0 && c1[j] <= 7);
+        tot += c1[j];
+    }
+    assert_true(tot <= 30);
+    fixture_free(&f);
+}
+
+static void test_tree_sum_f64(void **state)
+{
+    (void)state;
+    double v[5] = {1e16, 1.0, -1e16, 1.0, 3.0};
+    /* T(0,5) = T(0,2) + T(2,5) = (1e16+1) + (-1e16 + (1+3)) */
+    double want = (v[0] + v[1]) + (v[2] + (v[3] + v[4]));
+    double got = exec_tree_sum_f64(v, 0, 5);
+    assert_memory_equal(&want, &got, sizeof(double));
+    assert_true(exec_tree_sum_f64(v, 0, 0) == 0.0);
+}
+
+int main(void)
+{
+    const struct CMUnitTest tests[] = {
+        cmocka_unit_test(test_threads_same_bits),
+        cmocka_unit_test(test_rank_split_bits),
+        cmocka_unit_test(test_ready_order),
+        cmocka_unit_test(test_eval_chunks),
+        cmocka_unit_test(test_tree_sum_f64),
+    };
+    return cmocka_run_group_tests(tests, NULL, NULL);
+}
