@@ -43,6 +43,31 @@ def die(msg):
     sys.exit(2)
 
 
+def blas_pick_kernels():
+    """Run under the OpenBLAS kernels mpitrain uses (src/main.c): OpenBLAS 0.3.21 does not
+    know some CPU models and falls back to its generic Prescott kernels, 3-7x slower;
+    mpitrain then re-executes itself with OPENBLAS_CORETYPE=Haswell if the CPU has AVX2
+    and FMA, and so does this script, before torch is loaded.
+    MPITRAIN_BLAS_CORETYPE=keep disables it, as it does for mpitrain."""
+    import ctypes
+
+    if "OPENBLAS_CORETYPE" in os.environ or os.environ.get("MPITRAIN_BLAS_CORETYPE") == "keep":
+        return
+    try:
+        lib = ctypes.CDLL("libblas.so.3")
+        lib.openblas_get_corename.restype = ctypes.c_char_p
+        core = lib.openblas_get_corename().decode()
+        with open("/proc/cpuinfo") as f:
+            flags = next((ln.split(":", 1)[1].split() for ln in f if ln.startswith("flags")), [])
+    except (OSError, AttributeError):
+        return
+    if core.lower() != "prescott" or "avx2" not in flags or "fma" not in flags:
+        return
+    os.environ["OPENBLAS_CORETYPE"] = "Haswell"
+    os.environ["MPITRAIN_BLAS_CORETYPE"] = "auto-haswell"
+    os.execv(sys.executable, [sys.executable] + sys.argv)
+
+
 def blas_info():
     """'OpenBLAS <core>, <n> threads' of the OpenBLAS torch loaded (or what is known)."""
     import ctypes
@@ -64,7 +89,8 @@ def describe_env(threads):
     import torch
 
     env = " ".join(f"{k}={os.environ[k]}" for k in
-                   ("OPENBLAS_CORETYPE", "OPENBLAS_NUM_THREADS", "OMP_NUM_THREADS")
+                   ("OPENBLAS_CORETYPE", "MPITRAIN_BLAS_CORETYPE", "OPENBLAS_NUM_THREADS",
+                    "OMP_NUM_THREADS")
                    if k in os.environ)
     print(f"# torch {torch.__version__}, set_num_threads({threads}), {blas_info()}"
           f"{', ' + env if env else ''}", file=sys.stderr, flush=True)
@@ -453,6 +479,7 @@ def main():
     a = p.parse_args()
     if a.openblas_threads is not None:
         os.environ["OPENBLAS_NUM_THREADS"] = str(a.openblas_threads)
+    blas_pick_kernels()
     if a.mode != "train" and (a.warmup < 0 or a.steps < 1 or a.repeats < 1 or a.batch < 1):
         die("--warmup >= 0, --steps >= 1, --repeats >= 1 and --batch >= 1 please")
     {"mlp": mode_mlp, "ddp": mode_ddp, "train": mode_train}[a.mode](a)

@@ -12,7 +12,8 @@ for split in train:train test:t10k; do
         continue
     fi
     shards=4; [ "$name" = test ] && shards=2
-    "$BIN" data import --format idx --images "$SRC/$prefix-images-idx3-ubyte.gz" \
+    stats=(); [ "$name" = test ] && stats=(--stats-from "$OUT/train")
+    "$BIN" data import --format idx --images "$SRC/$prefix-images-idx3-ubyte.gz" "${stats[@]}" \
         --labels "$SRC/$prefix-labels-idx1-ubyte.gz" --shards $shards --out "$OUT/$name"
     "$BIN" data verify "$OUT/$name" >/dev/null
 done

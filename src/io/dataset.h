@@ -33,25 +33,39 @@ typedef struct {
 typedef struct Dataset Dataset;
 
 /* Open DIR (reads index.h5 and checks every shard's header).  Errors name the file
- * and what is wrong (MT_EX_NOINPUT missing, MT_EX_DATAERR malformed). */
+ * and what is wrong (MT_EX_NOINPUT missing, MT_EX_DATAERR malformed).  cache_mb: whole
+ * shards are kept in memory as stored (uint8/float32) from their first use while the
+ * total fits (0 = no cache).  Close with dataset_close (NULL is fine). */
 int dataset_open(const char *dir, int cache_mb, Dataset **out);
 void dataset_close(Dataset *ds);
 const DatasetInfo *dataset_info(const Dataset *ds);
 
-/* Read samples idx[0..n) (global indices) into x (n, sample_size) as normalised floats
- * and y (n).  Thread-safe.  Whole shards are cached while they fit in cache_mb.
- * Errors (unreadable shard, label out of range) name the shard and index. */
+/* Read samples idx[0..n) (global indices; outside [0, num_samples) is a bug: CHECK;
+ * any order, repeats allowed) into x (n, sample_size) as normalised floats and y (n).
+ * Thread-safe.  Whole shards are cached while they fit in cache_mb.  Errors
+ * (unreadable shard MT_EX_DATAERR, label out of range MT_EX_DATAERR) name the shard and
+ * row; x and y are then partly written. */
 int dataset_read(Dataset *ds, const int64_t *idx, int n, float *x, int32_t *y);
 
 /* Fill perm[0..n) with the permutation of epoch `epoch` (Fisher–Yates with
  * rng stream (seed, RNG_SHUFFLE, epoch)). shuffle=0 gives the identity. */
 void dataset_permutation(uint64_t seed, uint64_t epoch, int64_t n, int shuffle, int64_t *perm);
 
-/* Import.  Writes DIR atomically enough: into DIR, index.h5 last. */
+/* Import.  Writes DIR atomically enough: into DIR, index.h5 last (written as
+ * index.h5.tmp, fsync'd, renamed), so a half-written import is never read as complete.
+ * DIR is created if missing; an existing DIR must be empty or hold only a previous
+ * mpitrain dataset (index.h5, index.h5.tmp, shard-NNNNN.h5), which is replaced; any
+ * other file there makes the import refuse (MT_EX_CANTCREAT) and touch nothing.
+ * Inputs are checked completely before DIR is touched.  Errors: MT_EX_NOINPUT (input
+ * missing), MT_EX_DATAERR (bad IDX header/dims, count mismatch, bad CSV line, label out
+ * of range: each naming file and line or sample), MT_EX_CANTCREAT / MT_EX_IOERR (out). */
 typedef struct {
     const char *out_dir;
-    int shards;          /* number of shard files */
-    int num_classes;     /* 0 = max label + 1 */
+    int shards;          /* number of shard files (1..num_samples), near-equal, in file order */
+    int num_classes;     /* 0 = max label + 1 (or stats_from's num_classes) */
+    const char *stats_from; /* NULL, or a dataset dir whose scale/mean/std (and num_classes
+                              when num_classes = 0) are copied, e.g. the train split when
+                              importing the test split, so both are normalised alike */
 } ImportConf;
 /* IDX files (optionally gzip'd), as MNIST/Fashion-MNIST ship them. */
 int dataset_import_idx(const char *images, const char *labels, const ImportConf *c);
@@ -59,11 +73,19 @@ int dataset_import_idx(const char *images, const char *labels, const ImportConf 
  * its first field is not a number); features stored as float32. */
 int dataset_import_csv(const char *csv, const ImportConf *c);
 
-/* Print counts, shapes, dtypes (info), or check everything (verify): every shard
- * readable, counts and shapes consistent, dtypes, labels in range.  Returns 0, or
- * MT_EX_DATAERR / MT_EX_NOINPUT after printing the shard and index of the first problem. */
+/* Print counts, shapes, dtypes (info: index.h5 only; an error is left in err_msg()),
+ * or check everything (verify): every shard readable, counts and shapes consistent,
+ * dtypes, labels in range, float32 values finite.  Returns 0, or MT_EX_DATAERR /
+ * MT_EX_NOINPUT after printing (verify: "FAILED: ..." to out) the shard and index of
+ * the first problem. */
 int dataset_print_info(const char *dir, FILE *out);
 int dataset_verify(const char *dir, FILE *out);
+
+/* `mpitrain data ...`: argv[0] = "data", argv[1] = import | info | verify, then options
+ * (`mpitrain data --help` lists them).  Prints results to stdout and errors to stderr
+ * (err_msg() of the failing call).  Returns 0, MT_EX_USAGE for a bad command line, or
+ * the error code of the import/info/verify. */
+int dataset_cli_main(int argc, char **argv);
 
 /* Batch loader with a background prefetch thread. */
 typedef struct {
@@ -86,11 +108,15 @@ typedef struct {
 typedef struct Loader Loader;
 /* steps_per_epoch = num_samples / B. */
 int loader_create(Dataset *ds, const LoaderConf *c, uint64_t first_step, Loader **out);
-/* The batch for `step` (steps are consumed in increasing order from first_step).
- * Returns 0 or the read error (message names shard and index).  The batch stays
- * valid until loader_release(). */
+/* The batch for `step` (steps are consumed in increasing order from first_step; a
+ * skipped step's batch is dropped).  Returns 0 or the read error of that step (message
+ * names step, shard and index; *out is then NULL and there is nothing to release).
+ * The batch stays valid until loader_release(); asking for a step while holding more
+ * than `prefetch` batches is a bug (CHECK: their slots could never be refilled). */
 int loader_next(Loader *ld, uint64_t step, Batch **out);
 void loader_release(Loader *ld, Batch *b);
+/* Stops and joins the prefetch thread (it finishes the read in progress), frees the
+ * batches; fine at any point, also with batches still held or steps not consumed. */
 void loader_destroy(Loader *ld);
 int64_t loader_steps_per_epoch(const Loader *ld);
 

@@ -1,0 +1,84 @@
+/* dataset_impl.h — what src/io/dataset*.c share and nobody else uses: reading and
+ * checking index.h5 and shard headers, typed HDF5 attribute access, and a quiet mode
+ * for HDF5 calls whose failure is a data error (reported by us, not printed by HDF5).
+ *
+ * Every function here that calls HDF5 takes the process-wide HDF5 lock (h5lock.h)
+ * itself; callers may already hold it (the lock is recursive). */
+#ifndef MPITRAIN_IO_DATASET_IMPL_H
+#define MPITRAIN_IO_DATASET_IMPL_H
+
+#include <hdf5.h>
+#include <stddef.h>
+#include <stdint.h>
+
+#include "io/dataset.h"
+
+#define DATASET_FORMAT "mpitrain-dataset"
+#define DATASET_VERSION 1
+#define DATASET_INDEX "index.h5"
+#define DATASET_NAME_MAX 256   /* longest shard file name read from "shards" */
+#define DATASET_FILE_LEN 64    /* fixed string length of "file" as import writes it */
+
+typedef struct {
+    char file[DATASET_NAME_MAX]; /* relative to the dataset directory */
+    int64_t count;               /* samples in this shard */
+} DatasetShardEntry;
+
+typedef struct {
+    hid_t fid, xid, yid;         /* file, x (n, ...shape), y (n); -1 when closed */
+    int64_t chunk_rows;          /* rows per chunk of x (count when contiguous) */
+} DatasetShardHandles;
+
+/* Enter/leave "quiet HDF5": takes the HDF5 lock and turns HDF5's automatic error
+ * printing off until the matching leave (nested calls allowed).  Expected failures
+ * (missing attribute, truncated file) are then reported by our own messages. */
+void dataset_h5_enter(void);
+void dataset_h5_leave(void);
+/* The innermost message of HDF5's error stack of this thread ("" if none), e.g.
+ * "truncated file: eof = 1000, ...".  Call right after the failing HDF5 call. */
+void dataset_h5_detail(char *buf, size_t n);
+
+/* "dir/file" into out (n bytes); 0 or MT_EX_USAGE if it does not fit. */
+int dataset_join(char *out, size_t n, const char *dir, const char *file);
+
+/* Typed attribute readers for obj (file or dataset) named `what` in messages.
+ * Strings may be fixed-length or variable-length (h5py's default), scalar or one
+ * element; numbers any integer (float too for _f64) type, converted by HDF5.
+ * 0, or MT_EX_DATAERR naming `what`, the attribute and what was found. */
+int dataset_attr_str(hid_t obj, const char *what, const char *name, char *buf, size_t n);
+int dataset_attr_i64(hid_t obj, const char *what, const char *name, int64_t *v);
+int dataset_attr_f64(hid_t obj, const char *what, const char *name, double *v);
+/* 1-D integer attribute with 1..cap elements (or a scalar = one element). */
+int dataset_attr_i64s(hid_t obj, const char *what, const char *name, int64_t *v, int cap,
+                      int *count);
+
+/* Human name of an HDF5 datatype ("uint8", "float64", "string", ...) into buf. */
+void dataset_type_name(hid_t type, char *buf, size_t n);
+
+/* Read DIR/index.h5: fills *info (dir included) and *shards (malloc'd, info->nshards
+ * entries, caller frees).  Checks format, version, attribute types and values, and
+ * that the shard counts sum to num_samples.  MT_EX_NOINPUT when DIR or index.h5 is
+ * missing, MT_EX_DATAERR when malformed; on error *shards is NULL. */
+int dataset_index_read(const char *dir, DatasetInfo *info, DatasetShardEntry **shards);
+
+/* Open shard `k` (entry e) of the dataset described by info and check its header: x
+ * with shape (count, ...sample_shape) and dtype info->dtype, y (count) of an integer
+ * type.  On success h holds open handles (close with dataset_shard_close).  Errors:
+ * MT_EX_NOINPUT (file missing), MT_EX_DATAERR (unreadable, wrong shape/dtype), each
+ * naming the shard file.  On error h is all -1. */
+int dataset_shard_open(const DatasetInfo *info, const DatasetShardEntry *e, int k,
+                       DatasetShardHandles *h);
+void dataset_shard_close(DatasetShardHandles *h);
+
+/* Read rows [lo, lo+n) of an open shard: x raw (n * sample_size elements of
+ * info->dtype) and/or y (n) as int32 (either pointer may be NULL).  Reads in pieces of
+ * at most a few MB, taking the HDF5 lock per piece.  0 or MT_EX_DATAERR naming the
+ * shard file (path) and the first row of the failed piece. */
+int dataset_shard_read_rows(const DatasetInfo *info, const DatasetShardHandles *h,
+                            const char *path, int64_t lo, int64_t n, void *x, int32_t *y);
+
+/* Bytes of one element of dtype. */
+size_t dataset_dtype_size(DType t);
+const char *dataset_dtype_name(DType t);
+
+#endif
