@@ -17,6 +17,7 @@ typedef struct {
     /* [model] */
     char model_layers[1024];   /* "dense:512 relu dense:512 relu dense:10" */
     char model_init[16];       /* he | xavier */
+    int model_input;           /* features per input sample; 0 = take it from the dataset */
     /* [data] */
     char data_train[CFG_STR];  /* dataset directory (DESIGN.md §5) */
     char data_test[CFG_STR];   /* dataset directory for eval ("" = none) */

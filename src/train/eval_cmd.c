@@ -1,0 +1,100 @@
+/* eval_cmd.c — `mpitrain eval RUN_DIR|CHECKPOINT [--data DIR] [--threads T]`. */
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include "core/common.h"
+#include "train/train.h"
+#include "train/train_impl.h"
+
+static int cores_here(void)
+{
+    long n = sysconf(_SC_NPROCESSORS_ONLN);
+    return n > 0 ? (int)n : 1;
+}
+
+static int eval_run(Trainer *t, const char *target, const char *data, int threads)
+{
+    char path[1024];
+    struct stat sb;
+    if (stat(target, &sb) != 0)
+        return err_set(MT_EX_NOINPUT, "eval: %s does not exist (give a run directory or a checkpoint file)", target);
+    int st;
+    if (S_ISDIR(sb.st_mode)) {
+        char dir[1024];
+        snprintf(dir, sizeof dir, "%s/checkpoints", target);
+        if (stat(dir, &sb) != 0) snprintf(dir, sizeof dir, "%s", target);
+        st = ckpt_find_resume(dir, path, sizeof path);
+        if (st) return st;
+    } else {
+        snprintf(path, sizeof path, "%s", target);
+    }
+    char *text = NULL;
+    st = ckpt_read_config(path, &text);
+    if (st) return st;
+    config_defaults(&t->cfg);
+    st = config_load_string(&t->cfg, text, path);
+    free(text);
+    if (st) return st;
+    const char *dpath = data ? data : t->cfg.data_test;
+    if (!dpath[0]) return err_set(MT_EX_USAGE, "eval: the run has no data.test; give --data DIR");
+    st = dataset_open(dpath, t->cfg.data_cache_mb, &t->test_ds);
+    if (st) return st;
+    const DatasetInfo *di = dataset_info(t->test_ds);
+    st = model_build(&t->model, t->cfg.model_layers, di->sample_size, di->num_classes);
+    if (st) return err_set(st, "eval: dataset %s does not fit the run's model: %s", dpath, err_msg());
+    t->params = xaligned(t->model.nparams * sizeof(float));
+    st = ckpt_read(path, &t->model, NULL, t->params, NULL, NULL);
+    if (st) return st;
+    ExecConf ec = {.threads = threads, .mb_rows = EVAL_CHUNK, .nmb = 1};
+    t->exec = exec_create(&t->model, &ec);
+    double loss, acc;
+    st = trainer_evaluate(t, t->test_ds, &loss, &acc);
+    if (st) return st;
+    if (t->rank == 0) {
+        printf("{\"checkpoint\":\"%s\",\"data\":\"%s\",\"samples\":%lld,\"loss\":%.6f,\"accuracy\":%.6f}\n",
+               path, dpath, (long long)di->num_samples, loss, acc);
+        fflush(stdout);
+    }
+    return 0;
+}
+
+int eval_main(int argc, char **argv)
+{
+    static Trainer T;
+    Trainer *t = &T;
+    memset(t, 0, sizeof *t);
+    const char *target = NULL, *data = NULL;
+    int threads = 0;
+    for (int i = 1; i < argc; i++) {
+        if (!strcmp(argv[i], "--data") && i + 1 < argc) data = argv[++i];
+        else if (!strcmp(argv[i], "--threads") && i + 1 < argc) threads = atoi(argv[++i]);
+        else if (argv[i][0] == '-') {
+            log_error("eval: unknown option %s (usage: mpitrain eval RUN_DIR|CHECKPOINT [--data DIR] [--threads T])", argv[i]);
+            return MT_EX_USAGE;
+        } else target = argv[i];
+    }
+    if (!target) {
+        log_error("usage: mpitrain eval RUN_DIR|CHECKPOINT [--data DIR] [--threads T]");
+        return MT_EX_USAGE;
+    }
+    int st = comm_create(&t->comm, NULL);
+    if (st) { log_error("%s", err_msg()); return st; }
+    t->rank = t->comm->rank;
+    t->world = t->comm->size;
+    if (threads <= 0) threads = MT_MAX(1, cores_here() / MT_MAX(1, t->comm->local_size));
+    st = eval_run(t, target, data, threads);
+    int failed = -1;
+    int code = comm_agree(t->comm, st, &failed);
+    if (code && failed == t->rank) log_error("%s", err_msg());
+    exec_destroy(t->exec);
+    if (t->test_ds) dataset_close(t->test_ds);
+    free(t->params);
+    free(t->eval_x);
+    free(t->eval_y);
+    free(t->eval_buf);
+    if (t->model.layers) model_free(&t->model);
+    comm_destroy(t->comm);
+    return code;
+}
