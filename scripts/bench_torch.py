@@ -23,7 +23,12 @@ Modes (run with /usr/bin/python3, which has torch and h5py):
         clipping) and prints the test accuracy after every epoch: the accuracy
         reference for a job file.
 
---header prints the CSV header first.  Exit status 0, or 2 on a usage or data error.
+--header prints the CSV header first; notes (torch version, OpenBLAS kernels and
+threads, the environment that matters) go to stderr as "# ..." lines.  As mpitrain
+does (src/main.c), the script re-executes itself with OPENBLAS_CORETYPE=Haswell when
+that is unset and OpenBLAS fell back to its slow generic Prescott kernels on a CPU
+with AVX2+FMA (MPITRAIN_BLAS_CORETYPE=keep disables this), so both run the same
+kernels.  Exit status 0, or 2 on a usage or data error.
 """
 import argparse
 import configparser

@@ -43,7 +43,11 @@ static int eval_run(Trainer *t, const char *target, const char *data, int thread
     if (st) return st;
     const DatasetInfo *di = dataset_info(t->test_ds);
     st = model_build(&t->model, t->cfg.model_layers, di->sample_size, di->num_classes);
-    if (st) return err_set(st, "eval: dataset %s does not fit the run's model: %s", dpath, err_msg());
+    if (st) {
+        char msg[1024];
+        snprintf(msg, sizeof msg, "%s", err_msg());
+        return err_set(st, "eval: dataset %s does not fit the run's model: %s", dpath, msg);
+    }
     t->params = xaligned(t->model.nparams * sizeof(float));
     st = ckpt_read(path, &t->model, NULL, t->params, NULL, NULL);
     if (st) return st;

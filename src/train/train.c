@@ -228,7 +228,11 @@ static int build_model(Trainer *t)
 {
     const DatasetInfo *di = dataset_info(t->train_ds);
     int st = model_build(&t->model, t->cfg.model_layers, di->sample_size, di->num_classes);
-    if (st) return err_set(st, "model.layers: %s", err_msg());
+    if (st) {
+        char msg[1024];
+        snprintf(msg, sizeof msg, "%s", err_msg());
+        return err_set(st, "model.layers: %s", msg);
+    }
     size_t P = t->model.nparams;
     t->params = xaligned(P * sizeof(float));
     t->grads = xaligned(P * sizeof(float));
@@ -674,6 +678,11 @@ int train_main(int argc, char **argv)
              t->world, t->world > 1 ? "s" : "", t->threads, t->threads > 1 ? "s" : "", cores,
              local, local > 1 ? "s" : "", t->B, t->M, t->mb_rows, c->parallel_reduce,
              c->parallel_zero ? ", ZeRO-1" : "");
+    if (cores == 1 && local == 1 && sysconf(_SC_NPROCESSORS_ONLN) > 1)
+        log_info("warning: this rank may use only 1 of the node's %ld cores: mpirun binds each "
+                 "rank to a core by default (np <= 2); run mpirun with --bind-to none (or "
+                 "--map-by slot:PE=N) to let its threads use the cores",
+                 sysconf(_SC_NPROCESSORS_ONLN));
     if (!t->n_invariant)
         log_info("note: with %d ranks, micro_batches = %d and reduce = %s the result is "
                  "deterministic for this rank count but NOT bitwise equal to other rank counts "
