@@ -47,7 +47,15 @@ struct Exec {
     size_t chunk_cap;
     atomic_int *layer_count;  /* (nlayers) micro-batches done with layer l's backward */
     atomic_int *layer_ready;  /* (nlayers) 1 when layer l's range is summed into grads */
+    atomic_int *sum_open;     /* (nlayers) 1 once every micro-batch finished layer l */
+    atomic_int *sum_next;     /* (nlayers) next chunk of layer l's tree sum to claim */
+    atomic_int *sum_done;     /* (nlayers) chunks of layer l summed */
+    int *sum_nchunks;         /* (nlayers) chunks of SUM_CHUNK floats in layer l's range */
 };
+
+/* The tree sum of a layer's range is cut into chunks that any idle thread may claim, so
+ * the sum of the largest layer (usually the first, summed last) is not left to one. */
+#define SUM_CHUNK 32768
 
 typedef struct {
     Exec *e;
@@ -110,6 +118,43 @@ static void driver_check(Exec *e, Driver *d)
     if (d->poll) d->poll(d->arg);
 }
 
+/* Claim and sum chunks of layer l's range until none is left. */
+static void help_sum(Exec *e, int l, Driver *d)
+{
+    for (;;) {
+        int j = atomic_fetch_add_explicit(&e->sum_next[l], 1, memory_order_acq_rel);
+        if (j >= e->sum_nchunks[l]) return;
+        size_t lo = e->llo[l] + (size_t)j * SUM_CHUNK;
+        size_t hi = MT_MIN(lo + SUM_CHUNK, e->lhi[l]);
+        tree_sum(e, 0, e->c.nmb, lo, hi, e->grads);
+        int done = atomic_fetch_add_explicit(&e->sum_done[l], 1, memory_order_acq_rel) + 1;
+        if (done == e->sum_nchunks[l]) atomic_store_explicit(&e->layer_ready[l], 1, memory_order_release);
+        if (d) driver_check(e, d);
+    }
+}
+
+/* After its micro-batches: help with the tree sums until every layer's sum is claimed. */
+static void help_all(Exec *e, Driver *d)
+{
+    const Model *m = e->m;
+    for (;;) {
+        int pending = 0, helped = 0;
+        for (int l = m->nlayers - 1; l >= 0; l--) {
+            if (e->llo[l] == e->lhi[l]) continue;
+            if (atomic_load_explicit(&e->sum_next[l], memory_order_acquire) >= e->sum_nchunks[l]) continue;
+            if (!atomic_load_explicit(&e->sum_open[l], memory_order_acquire)) {
+                pending = 1;
+                continue;
+            }
+            help_sum(e, l, d);
+            helped = 1;
+        }
+        if (!pending) return;
+        if (d) driver_check(e, d);
+        if (!helped) sched_yield();
+    }
+}
+
 static void train_mb(Exec *e, ThreadBufs *tb, int k, Driver *d)
 {
     const Model *m = e->m;
@@ -135,8 +180,12 @@ static void train_mb(Exec *e, ThreadBufs *tb, int k, Driver *d)
         if (e->llo[l] != e->lhi[l]) {
             int done = atomic_fetch_add_explicit(&e->layer_count[l], 1, memory_order_acq_rel) + 1;
             if (done == e->c.nmb) {
-                if (e->gbuf) tree_sum(e, 0, e->c.nmb, e->llo[l], e->lhi[l], e->grads);
-                atomic_store_explicit(&e->layer_ready[l], 1, memory_order_release);
+                if (e->gbuf) {
+                    atomic_store_explicit(&e->sum_open[l], 1, memory_order_release);
+                    help_sum(e, l, d);
+                } else {
+                    atomic_store_explicit(&e->layer_ready[l], 1, memory_order_release);
+                }
             }
         }
         if (d) driver_check(e, d);
@@ -161,6 +210,7 @@ static void run_job(Exec *e, int tid, Driver *d)
     int T = e->c.threads;
     if (e->job == JOB_TRAIN) {
         for (int k = tid; k < e->c.nmb; k += T) train_mb(e, &e->tb[tid], k, d);
+        if (e->gbuf) help_all(e, d);
     } else if (e->job == JOB_EVAL) {
         for (int j = tid; j < e->nchunks; j += T) eval_chunk(e, &e->tb[tid], j);
     }
@@ -231,6 +281,12 @@ Exec *exec_create(const Model *m, const ExecConf *c)
     if (prev >= 0) e->lhi[prev] = m->nparams;
     e->layer_count = xcalloc(m->nlayers, sizeof(atomic_int));
     e->layer_ready = xcalloc(m->nlayers, sizeof(atomic_int));
+    e->sum_open = xcalloc(m->nlayers, sizeof(atomic_int));
+    e->sum_next = xcalloc(m->nlayers, sizeof(atomic_int));
+    e->sum_done = xcalloc(m->nlayers, sizeof(atomic_int));
+    e->sum_nchunks = xcalloc(m->nlayers, sizeof(int));
+    for (int l = 0; l < m->nlayers; l++)
+        e->sum_nchunks[l] = (int)((e->lhi[l] - e->llo[l] + SUM_CHUNK - 1) / SUM_CHUNK);
     e->mb_correct = xcalloc(c->nmb, sizeof(int64_t));
     pthread_mutex_init(&e->mu, NULL);
     pthread_cond_init(&e->cv_start, NULL);
@@ -298,6 +354,9 @@ void exec_train(Exec *e, const float *params, const float *x, const int32_t *y,
     for (int l = 0; l < m->nlayers; l++) {
         atomic_store(&e->layer_count[l], 0);
         atomic_store(&e->layer_ready[l], 0);
+        atomic_store(&e->sum_open[l], 0);
+        atomic_store(&e->sum_next[l], 0);
+        atomic_store(&e->sum_done[l], 0);
     }
     Driver d = {.ready = ready, .poll = poll, .arg = arg, .next = m->nlayers - 1};
     run_all(e, &d);
@@ -358,6 +417,10 @@ void exec_destroy(Exec *e)
     free(e->lhi);
     free(e->layer_count);
     free(e->layer_ready);
+    free(e->sum_open);
+    free(e->sum_next);
+    free(e->sum_done);
+    free(e->sum_nchunks);
     free(e->mb_correct);
     pthread_mutex_destroy(&e->mu);
     pthread_cond_destroy(&e->cv_start);

@@ -456,15 +456,19 @@ static int train_loop(Trainer *t)
         }
 
         double t0 = now_s();
+        trace_event(t->trace, "data", t0 - b->wait_s, t0, step);
         watchdog_step(step, "compute");
         int64_t correct = 0;
         memset(t->mb_loss, 0, t->M * sizeof(double));
         dp_step_begin(t->dp, t->grads);
         exec_train(t->exec, t->params, b->x, b->y, (uint64_t)c->train_seed, step, t->mb_lo,
-                   1.0f / (float)t->B, t->grads, t->mb_loss + t->mb_lo, &correct, dp_grad_ready,
-                   dp_poll, t->dp);
+                   1.0f / (float)t->B, t->grads, t->mb_loss + t->mb_lo, &correct,
+                   t->world > 1 ? dp_grad_ready : NULL, t->world > 1 ? dp_poll : NULL, t->dp);
+        double tc = now_s();
+        trace_event(t->trace, "forward+backward", t0, tc, step);
         watchdog_step(step, "allreduce");
         dp_step_end(t->dp);
+        trace_event(t->trace, "comm (exposed)", tc, now_s(), step);
         win_wait += b->wait_s;
         loader_release(t->loader, b);
 
@@ -499,6 +503,7 @@ static int train_loop(Trainer *t)
         dp_allgather_params(t->dp, t->params);
         t->step = step + 1;
         double t1 = now_s();
+        trace_event(t->trace, "loss+optimizer", tc + dp_exposed_s(t->dp), t1, step);
         win_compute += t1 - t0;
         win_exposed += dp_exposed_s(t->dp);
         win_steps++;
@@ -533,7 +538,9 @@ static int train_loop(Trainer *t)
                                                : end_of_epoch;
         if (eval_now || t->step == t->total_steps) {
             watchdog_step(step, "eval");
+            double te = now_s();
             st = run_eval(t, epoch);
+            trace_event(t->trace, "eval", te, now_s(), step);
             if (st) return st;
         }
         if (c->ckpt_every_steps > 0 && t->step % (uint64_t)c->ckpt_every_steps == 0 &&
@@ -559,6 +566,7 @@ static void trainer_free(Trainer *t)
     if (t->train_ds) dataset_close(t->train_ds);
     if (t->test_ds) dataset_close(t->test_ds);
     if (t->metrics) metrics_close(t->metrics);
+    if (t->trace && trace_close(t->trace)) log_error("%s", err_msg());
     free(t->params);
     free(t->grads);
     for (int i = 0; i < 2; i++) free(t->states[i]);
@@ -649,6 +657,13 @@ int train_main(int argc, char **argv)
             t->ckpt_async = ckpt_async_create();
             ckpt_async_reserve(t->ckpt_async, t->model.nparams, t->nstates);
         }
+    }
+    if (!st && c->run_trace) {
+        /* every rank writes its own trace file into the run directory rank 0 created */
+        comm_barrier(t->comm);
+        if (!(t->trace = trace_open(t->run_dir, t->rank))) st = err_code();
+    } else if (c->run_trace) {
+        comm_barrier(t->comm);
     }
     if ((st = agree(t, st, "creating the run directory"))) goto out;
 

@@ -12,6 +12,7 @@
 #include "io/config.h"
 #include "io/dataset.h"
 #include "io/metrics.h"
+#include "io/trace.h"
 #include "parallel/comm.h"
 #include "parallel/dp.h"
 
@@ -39,6 +40,7 @@ typedef struct {
     uint64_t step;          /* steps completed */
     char run_dir[1024], ckpt_dir[1200];
     Metrics *metrics;       /* rank 0 */
+    Trace *trace;           /* run.trace: every rank */
     CkptAsync *ckpt_async;  /* rank 0, when checkpoint.async */
     double *agree_buf;      /* (3 + world) per-step agreement */
     double *mb_loss;        /* (M) disjoint contributions, allreduced */
