@@ -1,0 +1,97 @@
+/* comm_mpi.h — what src/parallel's MPI code shares: the MPI communicator behind a Comm,
+ * CHECK_MPI, and the engine of the deterministic collectives (collectives.c) that the
+ * MPI backend (comm.c) runs.  Not for use outside src/parallel. */
+#ifndef MPITRAIN_PARALLEL_COMM_MPI_H
+#define MPITRAIN_PARALLEL_COMM_MPI_H
+
+#include <mpi.h>
+
+#include "parallel/comm.h"
+
+/* Abort the job naming rank, host, file:line and MPI's error text (DESIGN.md §6). */
+#define CHECK_MPI(call)                                                                \
+    do {                                                                               \
+        int mpi_rc_ = (call);                                                          \
+        if (mpi_rc_ != MPI_SUCCESS) comm_mpi_fail(__FILE__, __LINE__, #call, mpi_rc_); \
+    } while (0)
+void comm_mpi_fail(const char *file, int line, const char *call, int rc) __attribute__((noreturn));
+
+/* The (private, duplicated) MPI communicator of an MPI-backend Comm.
+ * Other parallel code (parameter server) may use it for its own tagged point-to-point
+ * messages with tags below COLL_TAG_BASE. */
+MPI_Comm comm_mpi_comm(const Comm *c);
+MPI_Datatype comm_mpi_type(CommType t);
+
+/* Tags at or above this are the deterministic collectives'. */
+#define COLL_TAG_BASE 4096
+#define COLL_TAG_STEPS 64 /* tag = COLL_TAG_BASE + seq * COLL_TAG_STEPS + step */
+#define COLL_MAX_WINDOW 16
+#define COLL_MAX_PHASES 66
+
+/* A set of element ranges of the current operation: all of [lo, hi) or the shards
+ * first, first + stride, ... (< P) of the layout. */
+typedef struct {
+    int whole;
+    int first, stride; /* first >= P: empty */
+} CollSet;
+
+/* One exchange with one peer.  Stream A: send the `send` set raw, receive the `recv` set
+ * (added into buf, or received in place).  Fused phases (the last reduce step of an
+ * allreduce merged with the first gather step, same partner) add stream B: each summed
+ * segment of `recv` goes straight back to the peer, and the peer's summed segments of
+ * `send` come back in place, while later segments are still being reduced. */
+typedef struct {
+    int peer;       /* real rank exchanged with */
+    int step_a;     /* tag steps (< COLL_TAG_STEPS) */
+    int step_b;
+    CollSet send, recv;
+    int add;        /* stream A's received data is added into buf (else received in place) */
+    int mine_left;  /* in the addition, this rank's value is the left operand */
+    int paired;     /* send set == recv set: add a segment only once its send is done */
+    int fused;      /* stream B active */
+} CollPhase;
+
+typedef struct {
+    int shard;       /* current shard (sets of shards), -1 when done */
+    size_t off, end; /* element range left in the current piece */
+} CollIter;
+
+/* A stream of segments through a window of slots; segment g uses slot g % window and is
+ * processed in order. */
+typedef struct {
+    CollIter it;
+    long posted, finished;
+    int state[COLL_MAX_WINDOW]; /* 0 free, 1 in flight, 2 completed, not yet processed */
+    size_t off[COLL_MAX_WINDOW], cnt[COLL_MAX_WINDOW];
+} CollStream;
+
+enum { CS_SEND_A, CS_RECV_A, CS_SEND_B, CS_RECV_B, CS_N };
+
+/* State of one deterministic operation in flight (embedded in a request slot; the ring
+ * is the slot's share of the scratch allocated by comm_create). */
+typedef struct {
+    MPI_Comm comm;
+    char *buf;
+    size_t esz;
+    CommType type;
+    size_t lo, hi;
+    int P;                         /* virtual ranks (largest power of two <= size) */
+    int tag0;
+    int nphase, cur;
+    CollPhase ph[COLL_MAX_PHASES];
+    int window;
+    size_t seg_elems;
+    char *ring;                    /* window * segment bytes: stream A's receive buffers */
+    CollStream st[CS_N];
+    MPI_Request req[CS_N * COLL_MAX_WINDOW]; /* stream s slot i: req[s * window + i] */
+    int idx[CS_N * COLL_MAX_WINDOW];
+} CollDet;
+
+/* Plan a deterministic task for `rank` of `size` (task already validated).  doubling:
+ * allreduce by recursive doubling instead of halving + allgather. */
+void coll_det_plan(CollDet *d, const CommTask *task, MPI_Comm comm, int rank, int size,
+                   int doubling, int tag0, char *ring, size_t segment_bytes, int window);
+/* Advance; block = 1 waits for progress.  Returns 1 when the operation is complete. */
+int coll_det_progress(CollDet *d, int block);
+
+#endif
