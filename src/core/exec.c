@@ -10,6 +10,7 @@
 
 #include "core/common.h"
 #include "core/loss.h"
+#include "core/rng.h"
 
 typedef struct {
     float **act;    /* act[l+1]: output of layer l (rows_cap, out_l); act[0] is the input */
@@ -17,14 +18,17 @@ typedef struct {
     float *dbuf[2]; /* (rows_cap, max_width) ping-pong gradients of activations */
 } ThreadBufs;
 
-typedef enum { JOB_NONE, JOB_TRAIN, JOB_EVAL, JOB_EXIT } JobKind;
+typedef enum { JOB_NONE, JOB_TRAIN, JOB_EVAL, JOB_RANGE, JOB_EXIT } JobKind;
 
 struct Exec {
     const Model *m;
     ExecConf c;
     int rows_cap;
     ThreadBufs *tb;       /* (threads) */
-    float **gbuf;         /* (nmb) gradient slabs of the micro-batches; NULL when nmb == 1 */
+    int pair;             /* 1: micro-batches 2u and 2u+1 share a gradient slab, the second
+                             accumulated onto the first (BLAS beta = 1) */
+    int nleaf;            /* gradient slabs summed by the tree: nmb, or nmb/2 with pairs */
+    float **gbuf;         /* (nleaf) gradient slabs; NULL when nleaf == 1 (grads is used) */
     size_t *llo, *lhi;    /* (nlayers) parameter range of layer l ([0,0) if none) */
     pthread_t *th;        /* (threads - 1) */
     pthread_mutex_t mu;
@@ -45,12 +49,18 @@ struct Exec {
     double *chunk_loss;
     int64_t *chunk_correct;
     size_t chunk_cap;
+    ExecRangeFn range_fn;     /* JOB_RANGE */
+    void *range_arg;
+    size_t range_n;
     atomic_int *layer_count;  /* (nlayers) micro-batches done with layer l's backward */
     atomic_int *layer_ready;  /* (nlayers) 1 when layer l's range is summed into grads */
     atomic_int *sum_open;     /* (nlayers) 1 once every micro-batch finished layer l */
     atomic_int *sum_next;     /* (nlayers) next chunk of layer l's tree sum to claim */
     atomic_int *sum_done;     /* (nlayers) chunks of layer l summed */
     int *sum_nchunks;         /* (nlayers) chunks of SUM_CHUNK floats in layer l's range */
+    pthread_mutex_t sum_mu;   /* idle threads sleep on sum_cv until a layer opens */
+    pthread_cond_t sum_cv;
+    atomic_uint sum_gen;
 };
 
 /* The tree sum of a layer's range is cut into chunks that any idle thread may claim, so
@@ -62,7 +72,11 @@ typedef struct {
     int tid;
 } WorkerArg;
 
-static float *grad_slab(Exec *e, int k) { return e->gbuf ? e->gbuf[k] : e->grads; }
+static float *grad_slab(Exec *e, int k)
+{
+    int leaf = e->pair ? k / 2 : k;
+    return e->gbuf ? e->gbuf[leaf] : e->grads;
+}
 
 /* dst[plo, phi) = T(lo, hi) over the micro-batch gradient slabs (canonical tree). */
 static void tree_sum(Exec *e, int lo, int hi, size_t plo, size_t phi, float *dst)
@@ -126,7 +140,7 @@ static void help_sum(Exec *e, int l, Driver *d)
         if (j >= e->sum_nchunks[l]) return;
         size_t lo = e->llo[l] + (size_t)j * SUM_CHUNK;
         size_t hi = MT_MIN(lo + SUM_CHUNK, e->lhi[l]);
-        tree_sum(e, 0, e->c.nmb, lo, hi, e->grads);
+        tree_sum(e, 0, e->nleaf, lo, hi, e->grads);
         int done = atomic_fetch_add_explicit(&e->sum_done[l], 1, memory_order_acq_rel) + 1;
         if (done == e->sum_nchunks[l]) atomic_store_explicit(&e->layer_ready[l], 1, memory_order_release);
         if (d) driver_check(e, d);
@@ -138,6 +152,7 @@ static void help_all(Exec *e, Driver *d)
 {
     const Model *m = e->m;
     for (;;) {
+        unsigned gen = atomic_load_explicit(&e->sum_gen, memory_order_acquire);
         int pending = 0, helped = 0;
         for (int l = m->nlayers - 1; l >= 0; l--) {
             if (e->llo[l] == e->lhi[l]) continue;
@@ -150,8 +165,17 @@ static void help_all(Exec *e, Driver *d)
             helped = 1;
         }
         if (!pending) return;
-        if (d) driver_check(e, d);
-        if (!helped) sched_yield();
+        if (helped) continue;
+        if (d && (d->ready || d->poll)) {
+            /* the driver keeps communication progressing while it waits */
+            driver_check(e, d);
+            sched_yield();
+        } else {
+            pthread_mutex_lock(&e->sum_mu);
+            while (atomic_load_explicit(&e->sum_gen, memory_order_acquire) == gen)
+                pthread_cond_wait(&e->sum_cv, &e->sum_mu);
+            pthread_mutex_unlock(&e->sum_mu);
+        }
     }
 }
 
@@ -170,7 +194,8 @@ static void train_mb(Exec *e, ThreadBufs *tb, int k, Driver *d)
     int64_t corr = 0;
     e->mb_loss[k] = loss_softmax_xent(tb->act[L], y, R, m->num_classes, e->grad_scale, dy, &corr);
     e->mb_correct[k] = corr;
-    LayerCtx ctx = {.seed = e->seed, .step = e->step, .sample0 = sample0, .train = 1};
+    LayerCtx ctx = {.seed = e->seed, .step = e->step, .sample0 = sample0, .train = 1,
+                    .accumulate = e->pair && (k & 1)};
     float *g = grad_slab(e, k);
     for (int l = L - 1; l >= 0; l--) {
         const Layer *ly = &m->layers[l];
@@ -182,6 +207,10 @@ static void train_mb(Exec *e, ThreadBufs *tb, int k, Driver *d)
             if (done == e->c.nmb) {
                 if (e->gbuf) {
                     atomic_store_explicit(&e->sum_open[l], 1, memory_order_release);
+                    pthread_mutex_lock(&e->sum_mu);
+                    atomic_fetch_add_explicit(&e->sum_gen, 1, memory_order_acq_rel);
+                    pthread_cond_broadcast(&e->sum_cv);
+                    pthread_mutex_unlock(&e->sum_mu);
                     help_sum(e, l, d);
                 } else {
                     atomic_store_explicit(&e->layer_ready[l], 1, memory_order_release);
@@ -209,8 +238,21 @@ static void run_job(Exec *e, int tid, Driver *d)
 {
     int T = e->c.threads;
     if (e->job == JOB_TRAIN) {
-        for (int k = tid; k < e->c.nmb; k += T) train_mb(e, &e->tb[tid], k, d);
+        if (e->pair) {
+            /* unit u = micro-batches 2u, 2u+1 on one thread, in that order */
+            for (int u = tid; 2 * u < e->c.nmb; u += T) {
+                train_mb(e, &e->tb[tid], 2 * u, d);
+                train_mb(e, &e->tb[tid], 2 * u + 1, d);
+            }
+        } else {
+            for (int k = tid; k < e->c.nmb; k += T) train_mb(e, &e->tb[tid], k, d);
+        }
         if (e->gbuf) help_all(e, d);
+    } else if (e->job == JOB_RANGE) {
+        /* contiguous parts, cut at multiples of 64 elements (cache lines) */
+        size_t n = e->range_n, per = (n / T + 63) / 64 * 64;
+        size_t lo = MT_MIN(n, (size_t)tid * per), hi = MT_MIN(n, lo + per);
+        if (hi > lo) e->range_fn(e->range_arg, lo, hi);
     } else if (e->job == JOB_EVAL) {
         for (int j = tid; j < e->nchunks; j += T) eval_chunk(e, &e->tb[tid], j);
     }
@@ -252,6 +294,56 @@ static void alloc_thread_bufs(Exec *e, ThreadBufs *tb)
     for (int i = 0; i < 2; i++) tb->dbuf[i] = xaligned((size_t)e->rows_cap * w * sizeof(float));
 }
 
+/* Does sgemm with beta = 1 give, on the dW shapes of this model and micro-batch, the same
+ * bits as beta = 0 followed by an addition?  (It does when OpenBLAS keeps the whole
+ * K = rows loop in registers, i.e. K is within one block; checked, not assumed.) */
+int exec_blas_accumulates_exactly(const Model *m, int rows)
+{
+    int ok = 1;
+    uint64_t key = rng_key(1, RNG_TEST, 0x5e1f7e57);
+    for (int l = 0; l < m->nlayers && ok; l++) {
+        const Layer *L = &m->layers[l];
+        if (L->kind != LAYER_DENSE) continue;
+        size_t nw = (size_t)L->out * L->in;
+        float *dy0 = xaligned((size_t)rows * L->out * sizeof(float));
+        float *dy1 = xaligned((size_t)rows * L->out * sizeof(float));
+        float *x0 = xaligned((size_t)rows * L->in * sizeof(float));
+        float *x1 = xaligned((size_t)rows * L->in * sizeof(float));
+        float *a = xaligned(nw * sizeof(float)), *b = xaligned(nw * sizeof(float));
+        float *acc = xaligned(nw * sizeof(float));
+        uint64_t i = 0;
+        for (size_t j = 0; j < (size_t)rows * L->out; j++) {
+            dy0[j] = rng_normal(key, i++);
+            dy1[j] = rng_normal(key, i++);
+        }
+        for (size_t j = 0; j < (size_t)rows * L->in; j++) {
+            x0[j] = rng_normal(key, i++);
+            x1[j] = rng_normal(key, i++);
+        }
+        cblas_sgemm(CblasRowMajor, CblasTrans, CblasNoTrans, L->out, L->in, rows, 1.0f, dy0,
+                    L->out, x0, L->in, 0.0f, a, L->in);
+        cblas_sgemm(CblasRowMajor, CblasTrans, CblasNoTrans, L->out, L->in, rows, 1.0f, dy1,
+                    L->out, x1, L->in, 0.0f, b, L->in);
+        memcpy(acc, a, nw * sizeof(float));
+        cblas_sgemm(CblasRowMajor, CblasTrans, CblasNoTrans, L->out, L->in, rows, 1.0f, dy1,
+                    L->out, x1, L->in, 1.0f, acc, L->in);
+        for (size_t j = 0; j < nw && ok; j++) {
+            float want = a[j] + b[j];
+            if (memcmp(&want, &acc[j], sizeof want) != 0) ok = 0;
+        }
+        free(dy0);
+        free(dy1);
+        free(x0);
+        free(x1);
+        free(a);
+        free(b);
+        free(acc);
+    }
+    return ok;
+}
+
+int exec_pairs(const Exec *e) { return e->pair; }
+
 Exec *exec_create(const Model *m, const ExecConf *c)
 {
     CHECK(c->threads >= 1 && c->mb_rows >= 1 && c->nmb >= 1);
@@ -262,9 +354,14 @@ Exec *exec_create(const Model *m, const ExecConf *c)
     e->rows_cap = MT_MAX(c->mb_rows, 256);
     e->tb = xcalloc(c->threads, sizeof(ThreadBufs));
     for (int t = 0; t < c->threads; t++) alloc_thread_bufs(e, &e->tb[t]);
-    if (c->nmb > 1) {
-        e->gbuf = xcalloc(c->nmb, sizeof(float *));
-        for (int k = 0; k < c->nmb; k++) e->gbuf[k] = xaligned(m->nparams * sizeof(float));
+    /* pairs need: a power-of-two count (so every leaf pair (2u, 2u+1) is a subtree of the
+     * canonical tree), enough pairs for the threads, and a BLAS that adds exactly */
+    int pow2 = (c->nmb & (c->nmb - 1)) == 0;
+    e->pair = c->nmb >= 2 && pow2 && c->nmb / 2 >= c->threads && exec_blas_accumulates_exactly(m, c->mb_rows);
+    e->nleaf = e->pair ? c->nmb / 2 : c->nmb;
+    if (e->nleaf > 1) {
+        e->gbuf = xcalloc(e->nleaf, sizeof(float *));
+        for (int k = 0; k < e->nleaf; k++) e->gbuf[k] = xaligned(m->nparams * sizeof(float));
     }
     e->llo = xcalloc(m->nlayers, sizeof(size_t));
     e->lhi = xcalloc(m->nlayers, sizeof(size_t));
@@ -289,6 +386,8 @@ Exec *exec_create(const Model *m, const ExecConf *c)
         e->sum_nchunks[l] = (int)((e->lhi[l] - e->llo[l] + SUM_CHUNK - 1) / SUM_CHUNK);
     e->mb_correct = xcalloc(c->nmb, sizeof(int64_t));
     pthread_mutex_init(&e->mu, NULL);
+    pthread_mutex_init(&e->sum_mu, NULL);
+    pthread_cond_init(&e->sum_cv, NULL);
     pthread_cond_init(&e->cv_start, NULL);
     pthread_cond_init(&e->cv_done, NULL);
     if (c->threads > 1) {
@@ -368,6 +467,19 @@ void exec_train(Exec *e, const float *params, const float *x, const int32_t *y,
     }
 }
 
+void exec_parallel_range(Exec *e, size_t n, ExecRangeFn fn, void *arg)
+{
+    if (e->c.threads == 1 || n < 4096) {
+        if (n) fn(arg, 0, n);
+        return;
+    }
+    e->job = JOB_RANGE;
+    e->range_fn = fn;
+    e->range_arg = arg;
+    e->range_n = n;
+    run_all(e, NULL);
+}
+
 void exec_eval(Exec *e, const float *params, const float *x, const int32_t *y, int n,
                int chunk_rows, double *chunk_loss, int64_t *chunk_correct)
 {
@@ -410,9 +522,11 @@ void exec_destroy(Exec *e)
     }
     free(e->tb);
     if (e->gbuf) {
-        for (int k = 0; k < e->c.nmb; k++) free(e->gbuf[k]);
+        for (int k = 0; k < e->nleaf; k++) free(e->gbuf[k]);
         free(e->gbuf);
     }
+    pthread_mutex_destroy(&e->sum_mu);
+    pthread_cond_destroy(&e->sum_cv);
     free(e->llo);
     free(e->lhi);
     free(e->layer_count);

@@ -58,6 +58,20 @@ void exec_train(Exec *e, const float *params, const float *x, const int32_t *y,
 void exec_eval(Exec *e, const float *params, const float *x, const int32_t *y, int n,
                int chunk_rows, double *chunk_loss, int64_t *chunk_correct);
 
+/* Run fn(arg, lo, hi) over [0, n) split in contiguous parts across the executor's
+ * threads (the caller is one of them); returns when all parts are done.  For
+ * element-wise passes (the optimizer), whose bits do not depend on the split. */
+typedef void (*ExecRangeFn)(void *arg, size_t lo, size_t hi);
+void exec_parallel_range(Exec *e, size_t n, ExecRangeFn fn, void *arg);
+
+/* 1 when the executor accumulates micro-batch pairs in BLAS (see exec.c): micro-batches
+ * 2u and 2u+1 share one gradient slab, the second added by sgemm with beta = 1, which
+ * saves a pass over the slab per pair.  Used only when a check at creation shows that
+ * the BLAS gives exactly the bits of a separate product plus an addition on the model's
+ * shapes; otherwise every micro-batch has its own slab. */
+int exec_pairs(const Exec *e);
+int exec_blas_accumulates_exactly(const Model *m, int rows);
+
 /* The canonical tree over [lo, hi): node = T(lo, mid) + T(mid, hi), mid = lo + (hi-lo)/2.
  * For power-of-two counts this is adjacent pairs first: ((g0+g1)+(g2+g3)). Any N that is
  * a power of two dividing M cuts it into N subtrees of M/N leaves. */

@@ -37,6 +37,9 @@ typedef struct {
     uint64_t step;    /* global step */
     uint64_t sample0; /* global position of row 0 of this micro-batch within the step */
     int train;        /* 1: training (dropout active), 0: eval */
+    int accumulate;   /* backward: add this micro-batch's parameter gradients to grads
+                         (each element: grads = grads + g, one rounding: the same bits as
+                         computing g alone and adding) instead of overwriting them */
 } LayerCtx;
 
 typedef struct Layer Layer;
@@ -50,7 +53,7 @@ typedef struct {
     /* Given x, y, aux of the forward and dy (B, out) (may be overwritten), write
      * dx (B, in) (dx == NULL: not needed, e.g. first layer) and this micro-batch's
      * parameter gradients into grads (the gradient slab, same offsets; overwritten,
-     * not accumulated). */
+     * or added when ctx->accumulate). */
     void (*backward)(const Layer *l, const float *params, const float *x, const float *y,
                      const float *aux, float *dy, float *dx, float *grads, int B,
                      const LayerCtx *ctx);

@@ -9,6 +9,7 @@
  * relu' and tanh' are read from y (y > 0; 1 - y^2), gelu' from the kept z.
  * BLAS runs with the caller's thread setting; the executor sets one thread. */
 #include <cblas.h>
+#include <stdlib.h>
 #include <string.h>
 
 #include "core/common.h"
@@ -83,6 +84,8 @@ static void act_grad_colsum_row(ActKind act, float *restrict d, const float *res
     }
 }
 
+#define DENSE_DB_STACK 4096
+
 static void dense_backward(const Layer *l, const float *params, const float *x,
                            const float *y, const float *aux, float *dy, float *dx,
                            float *grads, int B, const LayerCtx *ctx)
@@ -93,12 +96,23 @@ static void dense_backward(const Layer *l, const float *params, const float *x,
     const float *w = params + l->params[0].off; /* (out, in) */
     float *dw = grads + l->params[0].off;       /* (out, in) */
     float *db = grads + l->params[1].off;       /* (out) */
-    memset(db, 0, (size_t)out * sizeof *db);
+    int acc = ctx && ctx->accumulate;
+    /* this micro-batch's bias gradient, summed from zero in row order; accumulated into
+     * db with one addition per element (so: the same bits as a separate sum + add) */
+    float dbuf[DENSE_DB_STACK];
+    float *s = acc ? (out <= DENSE_DB_STACK ? dbuf : xmalloc((size_t)out * sizeof *s)) : db;
+    memset(s, 0, (size_t)out * sizeof *s);
     for (int r = 0; r < B; r++)
         act_grad_colsum_row(l->act, dy + (size_t)r * out, y + (size_t)r * out,
-                            l->act == ACT_GELU ? aux + (size_t)r * out : NULL, db, out);
+                            l->act == ACT_GELU ? aux + (size_t)r * out : NULL, s, out);
+    if (acc) {
+        for (int j = 0; j < out; j++) db[j] = db[j] + s[j];
+        if (s != dbuf) free(s);
+    }
+    /* beta = 1 adds the product to dw; exec.c uses it only after checking on these
+     * shapes that OpenBLAS then gives the same bits as beta = 0 plus an addition */
     cblas_sgemm(CblasRowMajor, CblasTrans, CblasNoTrans, out, in, B, 1.0f, dy, out, x, in,
-                0.0f, dw, in);
+                acc ? 1.0f : 0.0f, dw, in);
     if (dx)
         cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, B, in, out, 1.0f, dy, out, w,
                     in, 0.0f, dx, in);

@@ -379,6 +379,24 @@ static int save_checkpoint(Trainer *t, int sync)
 
 /* ---- the loop ------------------------------------------------------------------ */
 
+typedef struct {
+    Trainer *t;
+    float lr, gscale;
+    uint64_t step1;
+    size_t lo, off; /* the piece being updated */
+} OptimJob;
+
+static void optim_range(void *arg, size_t a, size_t b)
+{
+    OptimJob *j = arg;
+    Trainer *t = j->t;
+    size_t lo = j->lo + a;
+    float *st_local[2] = {t->states[0] ? t->states[0] + j->off + a : NULL,
+                          t->states[1] ? t->states[1] + j->off + a : NULL};
+    optim_update(&t->oc, j->lr, j->step1, j->gscale, t->params + lo, t->grads + lo, st_local, 0,
+                 b - a);
+}
+
 static float clip_and_scale(Trainer *t, double *norm)
 {
     if (t->cfg.optim_clip_norm <= 0) { *norm = NAN; return 1.0f; }
@@ -493,12 +511,10 @@ static int train_loop(Trainer *t)
         float gscale = clip_and_scale(t, &norm);
         float lr = sched_lr(&t->sc, step, t->total_steps);
         for (int i = 0; i < dp_npieces(t->dp); i++) {
-            size_t lo, hi, off;
-            dp_piece(t->dp, i, &lo, &hi, &off);
-            float *st_local[2] = {t->states[0] ? t->states[0] + off : NULL,
-                                  t->states[1] ? t->states[1] + off : NULL};
-            optim_update(&t->oc, lr, step + 1, gscale, t->params + lo, t->grads + lo, st_local, 0,
-                         hi - lo);
+            size_t hi;
+            OptimJob oj = {.t = t, .lr = lr, .gscale = gscale, .step1 = step + 1};
+            dp_piece(t->dp, i, &oj.lo, &hi, &oj.off);
+            exec_parallel_range(t->exec, hi - oj.lo, optim_range, &oj);
         }
         dp_allgather_params(t->dp, t->params);
         t->step = step + 1;

@@ -51,6 +51,10 @@ static float *grad_of(Fixture *f, int mb_lo, int mb_hi, int threads, double *los
     int R = B / M, n = mb_hi - mb_lo;
     ExecConf c = {.threads = threads, .mb_rows = R, .nmb = n};
     Exec *e = exec_create(&f->m, &c);
+    /* both paths are exercised: pairs accumulated in BLAS (T <= n/2, n a power of two)
+     * and one slab per micro-batch (T = 5 of 8) */
+    if (n == M && threads == 1) assert_int_equal(exec_pairs(e), exec_blas_accumulates_exactly(&f->m, R));
+    if (n == M && threads == 5) assert_int_equal(exec_pairs(e), 0);
     float *g = xaligned(f->m.nparams * sizeof(float));
     double mbl[M];
     int64_t corr = 0;
@@ -172,6 +176,18 @@ static void test_eval_chunks(void **state)
     fixture_free(&f);
 }
 
+/* On these machines' OpenBLAS the pair mode is available (so the test above compares the
+ * two paths); if a BLAS update breaks exactness the executor falls back, and this says so. */
+static void test_blas_pairs_available(void **state)
+{
+    (void)state;
+    Fixture f;
+    fixture(&f);
+    if (!exec_blas_accumulates_exactly(&f.m, B / M))
+        print_message("note: this BLAS does not accumulate exactly; pair mode is off\n");
+    fixture_free(&f);
+}
+
 static void test_tree_sum_f64(void **state)
 {
     (void)state;
@@ -191,6 +207,7 @@ int main(void)
         cmocka_unit_test(test_ready_order),
         cmocka_unit_test(test_eval_chunks),
         cmocka_unit_test(test_tree_sum_f64),
+        cmocka_unit_test(test_blas_pairs_available),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
