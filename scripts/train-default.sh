@@ -18,4 +18,12 @@ rm -f /tmp/mpitrain-train.$$.out
 echo "evaluating the final weights of $run on the test split:"
 build/mpitrain eval "$run"
 awk -v a="$t0" -v b="$t1" 'BEGIN{printf "training wall time (mpirun, incl. start-up and evals): %.1f s\n", b-a}'
+wall=$(awk -v a="$t0" -v b="$t1" 'BEGIN{printf "%.1f", b-a}')
+if [ "${RECORD:-0}" = 1 ]; then   # RECORD=1 make train: keep the figures in results/
+    { echo "# make train ($JOB, NP=$NP) on $(date -u +%Y-%m-%d), $(nproc) cores; wall time ${wall} s"
+      echo "epoch,step,test_loss,test_accuracy"
+      grep '"kind":"eval"' "$run/metrics.jsonl" | sed 's/.*"step":\([0-9]*\),"epoch":\([0-9]*\).*"loss":\([0-9.e-]*\),"accuracy":\([0-9.e-]*\).*/\2,\1,\3,\4/'
+    } > results/train-default.csv
+    echo "recorded results/train-default.csv"
+fi
 echo "run directory: $run (config.ini, metrics.jsonl, checkpoints/)"

@@ -1,0 +1,111 @@
+#!/usr/bin/env bash
+# make bench: every benchmark, each figure next to its reference measured in the same run.
+#   results/gemm.csv              SGEMM rate of the default MLP's training shapes
+#   results/train-throughput.csv  samples/s: mpitrain N=1,2,4 vs PyTorch (best single-process
+#                                 setting) and PyTorch DDP (gloo), interleaved repetitions
+#   results/comm-overlap.csv      exposed communication per step, 20M-parameter model, N=2
+#   results/allreduce.csv         deterministic allreduce vs MPI_Allreduce vs p2p (scripts/bench_allreduce.sh)
+#   results/ckpt.csv              checkpoint write vs raw write()+fsync, async pause
+#   results/RESULTS.md            the summary, with the ratios and the targets
+# REPS=N (default 5) repetitions; QUICK=1 skips allreduce sizes above 64 MB.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+BIN=build/mpitrain
+PY=${PYTHON:-/usr/bin/python3}
+REPS=${REPS:-5}
+R=results
+mkdir -p "$R"
+export OMPI_ALLOW_RUN_AS_ROOT=1 OMPI_ALLOW_RUN_AS_ROOT_CONFIRM=1 OMPI_MCA_rmaps_base_oversubscribe=1
+export OPENBLAS_NUM_THREADS_SAVED=${OPENBLAS_NUM_THREADS:-}
+unset OPENBLAS_NUM_THREADS
+# Both sides use the same BLAS kernels: mpitrain would pick Haswell itself when OpenBLAS
+# falls back to Prescott; PyTorch gets the same setting here.
+if [ -z "${OPENBLAS_CORETYPE:-}" ] && grep -qw avx2 /proc/cpuinfo; then export OPENBLAS_CORETYPE=Haswell; fi
+CORETYPE=${OPENBLAS_CORETYPE:-auto}
+bash scripts/import-fmnist.sh
+DATA=data/fmnist/train
+TMP=$(mktemp -d); trap 'rm -rf "$TMP"' EXIT
+median() { sort -g | awk '{a[NR]=$1} END {if (NR==0) print "nan"; else if (NR%2) print a[(NR+1)/2]; else print (a[NR/2]+a[NR/2+1])/2}'; }
+host="$(nproc) cores, $(grep -m1 'model name' /proc/cpuinfo | cut -d: -f2 | sed 's/^ *//'), OPENBLAS_CORETYPE=$CORETYPE"
+echo "== machine: $host"
+
+echo "== GEMM rate of the MLP's shapes (784-512-512-10, batch 128)"
+{ echo "setting,rows,threads,gflops"
+  for i in $(seq 1 3); do
+      $BIN bench gemm --micro-batches 4 --threads 2 --seconds 2 | tail -n +2
+      $BIN bench gemm --micro-batches 2 --threads 2 --seconds 2 | sed -n 2p
+  done; } > "$TMP/gemm.csv"
+awk -F, 'NR>1 {print $1","$2","$3}' "$TMP/gemm.csv" | sort -u | while IFS=, read s r t; do
+    g=$(awk -F, -v s="$s" -v r="$r" -v t="$t" '$1==s && $2==r && $3==t {print $4}' "$TMP/gemm.csv" | median)
+    echo "$s,$r,$t,$g"; done | sort > "$TMP/gemm.med"
+{ echo "setting,rows,threads,gflops_median"; cat "$TMP/gemm.med"; } > "$R/gemm.csv"
+cat "$R/gemm.csv"
+gemm_of() { awk -F, -v s="$1" -v r="$2" '$1==s && $2==r {print $4}' "$TMP/gemm.med"; }
+
+# ours NP M THREADS -> samples/s (median of the windows after the first)
+ours() { local np=$1 m=$2 th=$3
+    rm -rf "$TMP/run"
+    mpirun -np "$np" --bind-to none $BIN train jobs/fmnist-mlp.ini --set train.steps=700 \
+        --set train.micro_batches="$m" --set train.threads="$th" --set data.test= \
+        --set train.log_every=100 --set run.progress=off --set run.dir="$TMP/run" >/dev/null 2>&1
+    grep '"kind":"train"' "$TMP/run/metrics.jsonl" | tail -n +2 | sed 's/.*"samples_per_s":\([0-9.]*\).*/\1/' | median
+}
+echo "== PyTorch: best single-process thread setting"
+$PY scripts/bench_torch.py mlp --data "$DATA" --best > "$TMP/best.csv" 2> "$TMP/best.err" || true
+cat "$TMP/best.csv"
+best_line=$(tail -n +2 "$TMP/best.csv" | sort -t, -k4 -g | tail -n 1)
+best_impl=$(echo "$best_line" | cut -d, -f1); best_threads=$(echo "$best_line" | cut -d, -f2)
+torch_args=(--threads "$best_threads"); case $best_impl in *openblas1) torch_args+=(--openblas-threads 1) ;; esac
+echo "best: $best_line"
+
+echo "== training throughput, $REPS interleaved repetitions"
+: > "$TMP/tp.csv"
+for i in $(seq 1 "$REPS"); do
+    echo "mpitrain,1,2,4,$(ours 1 4 2)" >> "$TMP/tp.csv"
+    echo "mpitrain,1,2,2,$(ours 1 2 2)" >> "$TMP/tp.csv"
+    echo "mpitrain,2,1,2,$(ours 2 2 1)" >> "$TMP/tp.csv"
+    echo "mpitrain,2,1,4,$(ours 2 4 1)" >> "$TMP/tp.csv"
+    echo "mpitrain,4,1,4,$(ours 4 4 1)" >> "$TMP/tp.csv"
+    t=$($PY scripts/bench_torch.py mlp --data "$DATA" "${torch_args[@]}" --repeats 1 2>/dev/null | tail -n 1 | cut -d, -f4)
+    echo "pytorch-best,1,$best_threads,1,$t" >> "$TMP/tp.csv"
+    d=$($PY scripts/bench_torch.py ddp --data "$DATA" --nproc 2 --repeats 1 2>/dev/null | tail -n 1 | cut -d, -f4)
+    echo "pytorch-ddp-gloo,2,1,1,$d" >> "$TMP/tp.csv"
+    tail -n 7 "$TMP/tp.csv" | tr '\n' ' '; echo
+done
+FLOP=3211264   # real FLOP of one training sample of the 784-512-512-10 MLP (no dX for layer 0)
+torch_med=$(grep "^pytorch-best," "$TMP/tp.csv" | cut -d, -f5 | median)
+ddp_med=$(grep "^pytorch-ddp" "$TMP/tp.csv" | cut -d, -f5 | median)
+{ echo "impl,ranks,threads_per_rank,micro_batches,samples_per_s_median,reps,gflops,frac_of_gemm,vs_pytorch_best,vs_pytorch_ddp"
+  cut -d, -f1-4 "$TMP/tp.csv" | sort -u | while IFS=, read impl np th m; do
+      med=$(awk -F, -v a="$impl" -v b="$np" -v c="$th" -v d="$m" '$1==a&&$2==b&&$3==c&&$4==d {print $5}' "$TMP/tp.csv" | median)
+      gf=$(awk -v s="$med" -v f=$FLOP 'BEGIN{printf "%.1f", s*f/1e9}')
+      ref=$(gemm_of microbatch $((128 / m))); [ "$impl" != mpitrain ] && ref=$(gemm_of openblas 128)
+      frac=$(awk -v g="$gf" -v r="$ref" 'BEGIN{ if (r>0) printf "%.2f", g/r; else print "nan"}')
+      echo "$impl,$np,$th,$m,$med,$REPS,$gf,$frac,$(awk -v a="$med" -v b="$torch_med" 'BEGIN{printf "%.2f", a/b}'),$(awk -v a="$med" -v b="$ddp_med" 'BEGIN{printf "%.2f", a/b}')"
+  done; } > "$R/train-throughput.csv"
+cat "$R/train-throughput.csv"
+
+echo "== exposed communication, 20M-parameter MLP (784-4096-4096-10), N=2, batch 128"
+{ echo "reduce,ranks,params,bucket_mb,step_s,comm_exposed_s,exposed_frac"
+  for mode in deterministic fast; do
+      rm -rf "$TMP/ov"
+      mpirun -np 2 --bind-to none $BIN train jobs/fmnist-mlp.ini --set model.layers="dense:4096 relu dense:4096 relu dense:10" \
+          --set train.steps=40 --set train.log_every=10 --set train.micro_batches=4 --set parallel.reduce=$mode \
+          --set data.test= --set run.progress=off --set run.dir="$TMP/ov" >/dev/null 2>&1
+      grep '"kind":"train"' "$TMP/ov/metrics.jsonl" | tail -n +2 | sed 's/.*"compute_s":\([0-9.e-]*\),"comm_exposed_s":\([0-9.e-]*\).*/\1 \2/' > "$TMP/ov.txt"
+      st=$(cut -d' ' -f1 "$TMP/ov.txt" | median); ex=$(cut -d' ' -f2 "$TMP/ov.txt" | median)
+      echo "$mode,2,20037642,4,$st,$ex,$(awk -v a="$ex" -v b="$st" 'BEGIN{printf "%.3f", a/b}')"
+  done; } > "$R/comm-overlap.csv"
+cat "$R/comm-overlap.csv"
+
+echo "== allreduce"
+if [ "${QUICK:-0}" = 1 ]; then bash scripts/bench_allreduce.sh --quick; else bash scripts/bench_allreduce.sh; fi | tee "$TMP/allreduce.txt"
+
+echo "== checkpoints"
+mkdir -p "$TMP/ck"
+$BIN bench ckpt --dir "$TMP/ck" --reps 3 | tee "$R/ckpt.csv"
+
+echo "$best_impl threads=$best_threads" > "$R/.pytorch-best"
+bash scripts/bench_report.sh "$host" "$best_impl (set_num_threads($best_threads))" > "$R/RESULTS.md"
+echo "== summary: $R/RESULTS.md"
+cat "$R/RESULTS.md"

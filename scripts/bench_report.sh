@@ -1,0 +1,51 @@
+#!/usr/bin/env bash
+# Writes results/RESULTS.md from the CSVs that scripts/bench.sh produced.
+# usage: bench_report.sh "MACHINE DESCRIPTION" "PYTORCH BEST SETTING"
+set -euo pipefail
+cd "$(dirname "$0")/.."
+R=results
+host=$1; torch_best=$2
+get() { awk -F, -v a="$1" -v b="$2" -v c="$3" -v d="$4" '$1==a&&$2==b&&$3==c&&$4==d {print $'"$5"'}' $R/train-throughput.csv; }
+echo "# Benchmark results"
+echo
+echo "Measured by \`make bench\` on $(date -u +%Y-%m-%d) ($host). Medians of the"
+echo "repetitions in each CSV; every ratio compares figures measured in the same run."
+echo "These machines are shared and noisy: compare ratios, not absolute numbers."
+echo
+echo "## Training throughput, default MLP (784-512-512-10, batch 128, Fashion-MNIST)"
+echo
+echo "PyTorch 1.13 (Debian) with its best single-process thread setting here: $torch_best."
+echo
+echo "| implementation | ranks x threads | micro-batches | samples/s | GFLOP/s | of SGEMM rate | vs PyTorch best | vs PyTorch DDP |"
+echo "|---|---|---|---|---|---|---|---|"
+tail -n +2 $R/train-throughput.csv | sort -t, -k1,1 -k2,2n -k4,4n | while IFS=, read impl np th m sps reps gf frac vt vd; do
+    echo "| $impl | $np x $th | $m | $sps | $gf | $frac | $vt | $vd |"
+done
+echo
+echo "\"of SGEMM rate\": GFLOP/s (3.21 MFLOP per sample) over the rate of the same GEMM"
+echo "shapes measured in the same run (\`mpitrain bench gemm\`, results/gemm.csv): for"
+echo "mpitrain, 2 threads each running 1-thread SGEMM on micro-batches of 128/M rows; for"
+echo "PyTorch, OpenBLAS with 2 threads on 128 rows."
+echo
+echo "## Communication"
+echo
+echo '```'
+awk -F, 'NR>1' $R/comm-overlap.csv | while IFS=, read mode np p b st ex fr; do
+    echo "exposed communication, $mode, N=$np, $p parameters, bucket $b MB: $ex s of a $st s step = $fr"
+done
+echo '```'
+echo
+echo "Allreduce (busbw GB/s, N=2; results/allreduce.csv):"
+echo
+echo "| size | deterministic | MPI_Allreduce | MPI_Iallreduce (fast) | p2p Sendrecv | det/MPI | det/p2p |"
+echo "|---|---|---|---|---|---|---|"
+awk -F, 'NR>1 && $3==2 && $2 !~ /\[/ {bw[$2","$1]=$6; if(!($1 in s)){s[$1]=1; o[++n]=$1}}
+END{for(i=1;i<=n;i++){z=o[i]; d=bw["det,"z]; m=bw["mpi_allreduce,"z]; f=bw["fast_iallreduce,"z]; p=bw["p2p_sendrecv,"z];
+ if(d==""||m=="") continue;
+ printf "| %s | %.2f | %.2f | %s | %s | %.2f | %s |\n", (z>=1048576? z/1048576 " MB" : z/1024 " KB"), d, m, (f==""?"-":sprintf("%.2f",f)), (p==""?"-":sprintf("%.2f",p)), d/m, (p==""?"-":sprintf("%.2f",d/p))}}' $R/allreduce.csv
+echo
+echo "## Checkpoints (results/ckpt.csv)"
+echo
+echo '```'
+cat $R/ckpt.csv
+echo '```'
