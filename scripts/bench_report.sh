@@ -14,7 +14,7 @@ echo "These machines are shared and noisy: compare ratios, not absolute numbers.
 echo
 echo "## Training throughput, default MLP (784-512-512-10, batch 128, Fashion-MNIST)"
 echo
-echo "PyTorch 1.13 (Debian) with its best single-process thread setting here: $torch_best."
+echo "PyTorch 1.13 (Debian): all three single-process thread settings of MACHINE-FACTS run in every repetition; the best median ($torch_best) is the reference."
 echo
 echo "| implementation | ranks x threads | micro-batches | samples/s | GFLOP/s | of SGEMM rate | vs PyTorch best | vs PyTorch DDP |"
 echo "|---|---|---|---|---|---|---|---|"
@@ -30,8 +30,8 @@ echo
 echo "## Communication"
 echo
 echo '```'
-awk -F, 'NR>1' $R/comm-overlap.csv | while IFS=, read mode np p b st ex fr; do
-    echo "exposed communication, $mode, N=$np, $p parameters, bucket $b MB: $ex s of a $st s step = $fr"
+awk -F, 'NR>1' $R/comm-overlap.csv | while IFS=, read mode np p b st ex fr ct; do
+    echo "N=$np, $mode, $p parameters, bucket $b MB: step $st s, waiting for communication after backward $ex s ($fr of the step); time in communication calls, overlapped or not: $ct s"
 done
 echo '```'
 echo

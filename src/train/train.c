@@ -434,7 +434,7 @@ static int train_loop(Trainer *t)
     Progress prog;
     progress_init(&prog, c->run_progress, t->total_steps, t->rank == 0);
     double t_last_ckpt = now_s();
-    double win_t0 = now_s(), win_wait = 0, win_compute = 0, win_exposed = 0;
+    double win_t0 = now_s(), win_wait = 0, win_compute = 0, win_exposed = 0, win_comm = 0;
     uint64_t win_steps = 0;
     double flags[3];
 
@@ -522,6 +522,7 @@ static int train_loop(Trainer *t)
         trace_event(t->trace, "loss+optimizer", tc + dp_exposed_s(t->dp), t1, step);
         win_compute += t1 - t0;
         win_exposed += dp_exposed_s(t->dp);
+        win_comm += dp_comm_s(t->dp);
         win_steps++;
 
         uint64_t epoch = step / t->steps_per_epoch;
@@ -540,6 +541,7 @@ static int train_loop(Trainer *t)
                 metrics_num(t->metrics, "data_wait_s", win_wait / win_steps);
                 metrics_num(t->metrics, "compute_s", win_compute / win_steps);
                 metrics_num(t->metrics, "comm_exposed_s", win_exposed / win_steps);
+                metrics_num(t->metrics, "comm_s", win_comm / win_steps);
                 if (!isnan(norm)) metrics_num(t->metrics, "grad_norm", norm);
                 metrics_int(t->metrics, "ranks", t->world);
                 metrics_end(t->metrics);
@@ -547,7 +549,7 @@ static int train_loop(Trainer *t)
         }
         if (log_now) {
             win_t0 = now_s();
-            win_wait = win_compute = win_exposed = 0;
+            win_wait = win_compute = win_exposed = win_comm = 0;
             win_steps = 0;
         }
         int eval_now = c->train_eval_every > 0 ? t->step % (uint64_t)c->train_eval_every == 0

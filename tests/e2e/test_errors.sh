@@ -70,6 +70,16 @@ expect_exit 78 mpi 1 train "$J" --set train.batch=100 --set train.micro_batches=
 note "NaN loss: the job stops, naming step and rank"
 expect_exit 70 mpi 2 train "$J" --set optim.name=sgd --set optim.lr=10 --set optim.momentum=0.99 --set optim.schedule=constant --set optim.clip_norm=0 --set train.steps=200
 expect_out "step [0-9]+.*rank [01]"
+note "a stuck rank: the step watchdog aborts the job, naming the step"
+start_bg "$WORK/wd.log" 2 train "$J" --set train.steps=100000 --set run.step_timeout_s=3 --set run.dir="$WORK/runs/wd"
+sleep 3
+kill -STOP $(rank_pids | tail -n 1)
+t0=$(date +%s)
+wait_bg
+kill -CONT $(rank_pids) 2>/dev/null || true
+[ "$BG_RC" -ne 0 ] || fail "watchdog: job exited 0"
+[ $(( $(date +%s) - t0 )) -le 20 ] || fail "watchdog: took more than 20 s"
+grep -q "watchdog: step [0-9]* has been in phase" "$WORK/wd.log" || { tail "$WORK/wd.log"; fail "no watchdog message"; }
 note "bad command line"
 expect_exit 64 "$MPITRAIN" frobnicate
 expect_exit 64 mpi 1 train "$J" --bogus

@@ -20,6 +20,8 @@ case_run() { # NAME NP1 NP2 ZERO HOW(term|kill9)
     wait_ckpt "$run" 80
     if [ "$how" = term ]; then
         kill -TERM $(rank_pids)    # what Slurm and a cloud VM's shutdown send to every rank
+        sleep 0.05
+        kill -TERM $(rank_pids) 2>/dev/null || true   # a second signal during the checkpoint
         wait_bg
         [ "$BG_RC" -eq 75 ] || { tail -n 20 "$WORK/$name.1.log"; fail "$name: exit $BG_RC after SIGTERM, want 75"; }
     else
@@ -44,4 +46,16 @@ case_run c 4 1 0 kill9
 case_run d 1 2 1 kill9
 case_run e 2 4 0 kill9
 case_run f 4 1 1 term
+note "a config change that cannot resume is refused, naming the key; one that can is applied and logged"
+expect_exit 78 mpi 1 train "$J" "${common[@]}" --set model.layers="dense:256 relu dense:10" --set run.dir="$WORK/runs/a" --resume auto
+expect_out "model.*layers"
+expect_exit 78 mpi 1 train "$J" "${common[@]}" --set optim.name=sgd --set run.dir="$WORK/runs/a" --resume auto
+expect_out "name"
+expect_exit 0 mpi 2 train "$J" "${common[@]}" --set train.steps=$((S + 10)) --set optim.lr=0.001 --set run.dir="$WORK/runs/a" --resume auto
+expect_out "lr changed from '0.002' to '0.001' \\(applied\\)"
+expect_out "resumed from .*step-0*$S.h5"
+note "--resume PATH and a missing path"
+expect_exit 0 mpi 1 train "$J" "${common[@]}" --set train.steps=$((S + 20)) --set run.dir="$WORK/runs/a" --resume "$WORK/runs/a/checkpoints/step-00000$((S + 10)).h5"
+expect_exit 66 mpi 1 train "$J" "${common[@]}" --set run.dir="$WORK/runs/a" --resume "$WORK/nope.h5"
+expect_out "nope.h5"
 echo "ok: stop/resume across world sizes and ZeRO settings is bitwise identical to an uninterrupted run"
