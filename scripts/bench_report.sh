@@ -14,12 +14,14 @@ echo "These machines are shared and noisy: compare ratios, not absolute numbers.
 echo
 echo "## Training throughput, default MLP (784-512-512-10, batch 128, Fashion-MNIST)"
 echo
-echo "PyTorch 1.13 (Debian): all three single-process thread settings of MACHINE-FACTS run in every repetition; the best median ($torch_best) is the reference."
+echo "PyTorch 1.13 (Debian): all three single-process thread settings of MACHINE-FACTS run in"
+echo "every repetition, under the same OpenBLAS kernels as mpitrain; the best median is the"
+echo "reference ($torch_best)."
 echo
-echo "| implementation | ranks x threads | micro-batches | samples/s | GFLOP/s | of SGEMM rate | vs PyTorch best | vs PyTorch DDP |"
-echo "|---|---|---|---|---|---|---|---|"
-tail -n +2 $R/train-throughput.csv | sort -t, -k1,1 -k2,2n -k4,4n | while IFS=, read impl np th m sps reps gf frac vt vd; do
-    echo "| $impl | $np x $th | $m | $sps | $gf | $frac | $vt | $vd |"
+echo "| BLAS kernels | implementation | ranks x threads | micro-batches | samples/s | GFLOP/s | of SGEMM rate | vs PyTorch best | vs PyTorch DDP |"
+echo "|---|---|---|---|---|---|---|---|---|"
+tail -n +2 $R/train-throughput.csv | while IFS=, read blas impl np th m sps reps gf frac vt vd; do
+    echo "| $blas | $impl | $np x $th | $m | $sps | $gf | $frac | $vt | $vd |"
 done
 echo
 echo "\"of SGEMM rate\": GFLOP/s (3.21 MFLOP per sample) over the rate of the same GEMM"

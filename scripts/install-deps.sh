@@ -8,7 +8,7 @@ PKGS=(
   libhdf5-openmpi-dev hdf5-tools
   libopenblas-dev libcmocka-dev libinih-dev libxxhash-dev zlib1g-dev
   dataset-fashion-mnist
-  python3 python3-h5py python3-numpy python3-torch
+  procps python3 python3-h5py python3-numpy python3-torch
 )
 missing=()
 for p in "${PKGS[@]}"; do

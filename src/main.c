@@ -38,10 +38,11 @@ static void usage(FILE *f)
 
 /* OpenBLAS 0.3.21 does not recognise some current CPU models (virtualised Xeons report a
  * model it lacks) and falls back to its generic "Prescott" SSE3 kernels, 3-7x slower.
- * When OPENBLAS_CORETYPE is unset, the library chose Prescott and the CPU has AVX2 and
- * FMA, re-execute with OPENBLAS_CORETYPE=Haswell (its AVX2 kernels, the setting these
- * machines' environment uses).  MPITRAIN_BLAS_CORETYPE=keep disables this.  Must run
- * before MPI is initialised: the process is replaced, pid and environment kept. */
+ * When OPENBLAS_CORETYPE is unset and the library chose Prescott, re-execute with the
+ * kernels the CPU supports: SkylakeX (AVX-512) on an Intel CPU with AVX-512 F/BW/DQ/VL,
+ * else Haswell (AVX2 + FMA; the setting these machines' environment uses).
+ * MPITRAIN_BLAS_CORETYPE=keep disables this.  Must run before MPI is initialised: the
+ * process is replaced, pid and environment kept. */
 static void blas_pick_kernels(char **argv)
 {
     const char *keep = getenv("MPITRAIN_BLAS_CORETYPE");
@@ -49,9 +50,16 @@ static void blas_pick_kernels(char **argv)
     const char *core = openblas_get_corename();
     if (!core || strcasecmp(core, "prescott") != 0) return;
     __builtin_cpu_init();
-    if (!__builtin_cpu_supports("avx2") || !__builtin_cpu_supports("fma")) return;
-    setenv("OPENBLAS_CORETYPE", "Haswell", 1);
-    setenv("MPITRAIN_BLAS_CORETYPE", "auto-haswell", 1);
+    const char *pick = NULL;
+    if (__builtin_cpu_is("intel") && __builtin_cpu_supports("avx512f") &&
+        __builtin_cpu_supports("avx512bw") && __builtin_cpu_supports("avx512dq") &&
+        __builtin_cpu_supports("avx512vl"))
+        pick = "SkylakeX";
+    else if (__builtin_cpu_supports("avx2") && __builtin_cpu_supports("fma"))
+        pick = "Haswell";
+    if (!pick) return;
+    setenv("OPENBLAS_CORETYPE", pick, 1);
+    setenv("MPITRAIN_BLAS_CORETYPE", "auto", 1);
     execv("/proc/self/exe", argv);
     /* exec failed: go on with the slow kernels */
 }

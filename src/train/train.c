@@ -724,11 +724,16 @@ int train_main(int argc, char **argv)
     {
         const char *auto_ct = getenv("MPITRAIN_BLAS_CORETYPE");
         log_info("BLAS: OpenBLAS %s kernels%s", openblas_get_corename(),
-                 auto_ct && !strcmp(auto_ct, "auto-haswell")
-                     ? " (OPENBLAS_CORETYPE=Haswell set by mpitrain: the library did not "
-                       "recognise this CPU; MPITRAIN_BLAS_CORETYPE=keep to disable)"
+                 auto_ct && !strcmp(auto_ct, "auto")
+                     ? " (OPENBLAS_CORETYPE set by mpitrain: the library did not recognise "
+                       "this CPU and chose its generic kernels; MPITRAIN_BLAS_CORETYPE=keep "
+                       "to disable)"
                      : "");
     }
+    log_info("executor: %s", exec_pairs(t->exec)
+                                 ? "micro-batch pairs accumulated in BLAS (beta = 1; checked exact "
+                                   "on these shapes at start)"
+                                 : "one gradient slab per micro-batch");
     log_info("run directory: %s", t->run_dir);
 
     watchdog_start(c->run_step_timeout_s, t->rank);
