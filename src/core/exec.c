@@ -49,6 +49,8 @@ struct Exec {
     double *chunk_loss;
     int64_t *chunk_correct;
     size_t chunk_cap;
+    ExecRangeFn chunk_fn;     /* called on each final chunk of the summed gradient */
+    void *chunk_arg;
     ExecRangeFn range_fn;     /* JOB_RANGE */
     void *range_arg;
     size_t range_n;
@@ -166,7 +168,8 @@ static void help_sum(Exec *e, int l, Driver *d)
         if (j >= e->sum_nchunks[l]) return;
         size_t lo = e->llo[l] + (size_t)j * SUM_CHUNK;
         size_t hi = MT_MIN(lo + SUM_CHUNK, e->lhi[l]);
-        tree_sum(e, 0, e->nleaf, lo, hi, e->grads);
+        if (e->gbuf) tree_sum(e, 0, e->nleaf, lo, hi, e->grads);
+        if (e->chunk_fn) e->chunk_fn(e->chunk_arg, lo, hi);
         int done = atomic_fetch_add_explicit(&e->sum_done[l], 1, memory_order_acq_rel) + 1;
         if (done == e->sum_nchunks[l]) atomic_store_explicit(&e->layer_ready[l], 1, memory_order_release);
         if (d) driver_check(e, d);
@@ -236,7 +239,7 @@ static void train_mb(Exec *e, ThreadBufs *tb, int k, Driver *d)
         if (e->llo[l] != e->lhi[l]) {
             int done = atomic_fetch_add_explicit(&e->layer_count[l], 1, memory_order_acq_rel) + 1;
             if (done == e->c.nmb) {
-                if (e->gbuf) {
+                if (e->gbuf || e->chunk_fn) {
                     atomic_store_explicit(&e->sum_open[l], 1, memory_order_release);
                     pthread_mutex_lock(&e->sum_mu);
                     atomic_fetch_add_explicit(&e->sum_gen, 1, memory_order_acq_rel);
@@ -278,7 +281,7 @@ static void run_job(Exec *e, int tid, Driver *d)
         } else {
             for (int k = tid; k < e->c.nmb; k += T) train_mb(e, &e->tb[tid], k, d);
         }
-        if (e->gbuf) help_all(e, d);
+        if (e->gbuf || e->chunk_fn) help_all(e, d);
     } else if (e->job == JOB_RANGE) {
         /* contiguous parts, cut at multiples of 64 elements (cache lines) */
         size_t n = e->range_n, per = (n / T + 63) / 64 * 64;
@@ -499,6 +502,12 @@ void exec_train(Exec *e, const float *params, const float *x, const int32_t *y,
         for (int k = 0; k < e->c.nmb; k++) s += e->mb_correct[k];
         *correct = s;
     }
+}
+
+void exec_set_chunk_hook(Exec *e, ExecRangeFn fn, void *arg)
+{
+    e->chunk_fn = fn;
+    e->chunk_arg = arg;
 }
 
 void exec_parallel_range(Exec *e, size_t n, ExecRangeFn fn, void *arg)

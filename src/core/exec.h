@@ -64,6 +64,13 @@ void exec_eval(Exec *e, const float *params, const float *x, const int32_t *y, i
 typedef void (*ExecRangeFn)(void *arg, size_t lo, size_t hi);
 void exec_parallel_range(Exec *e, size_t n, ExecRangeFn fn, void *arg);
 
+/* Optional: fn(arg, lo, hi) is called once for every chunk [lo, hi) of the slab as soon
+ * as the rank's summed gradient of that chunk is final in grads (from whichever worker
+ * thread finished it, while other threads may still compute).  The chunks of a step
+ * tile [0, nparams).  Used to fuse the optimizer into the last pass over the gradients
+ * when nothing else must see them first (one rank, no clipping).  NULL turns it off. */
+void exec_set_chunk_hook(Exec *e, ExecRangeFn fn, void *arg);
+
 /* 1 when the executor accumulates micro-batch pairs in BLAS (see exec.c): micro-batches
  * 2u and 2u+1 share one gradient slab, the second added by sgemm with beta = 1, which
  * saves a pass over the slab per pair.  Used only when a check at creation shows that

@@ -386,6 +386,15 @@ typedef struct {
     size_t lo, off; /* the piece being updated */
 } OptimJob;
 
+/* [a, b) absolute slab range (whole-slab state: zero = 0) */
+static void optim_chunk(void *arg, size_t a, size_t b)
+{
+    OptimJob *j = arg;
+    Trainer *t = j->t;
+    float *st_local[2] = {t->states[0] ? t->states[0] + a : NULL, t->states[1] ? t->states[1] + a : NULL};
+    optim_update(&t->oc, j->lr, j->step1, j->gscale, t->params + a, t->grads + a, st_local, 0, b - a);
+}
+
 static void optim_range(void *arg, size_t a, size_t b)
 {
     OptimJob *j = arg;
@@ -475,6 +484,13 @@ static int train_loop(Trainer *t)
 
         double t0 = now_s();
         trace_event(t->trace, "data", t0 - b->wait_s, t0, step);
+        /* one rank and no clipping: nothing needs the whole gradient before the update, so
+         * the optimizer runs on each chunk as soon as its gradient is final (fused with the
+         * last tree sum, spread over the worker threads) */
+        float lr = sched_lr(&t->sc, step, t->total_steps);
+        int fused = t->world == 1 && c->optim_clip_norm <= 0;
+        OptimJob fj = {.t = t, .lr = lr, .gscale = 1.0f, .step1 = step + 1, .lo = 0, .off = 0};
+        exec_set_chunk_hook(t->exec, fused ? optim_chunk : NULL, &fj);
         watchdog_step(step, "compute");
         int64_t correct = 0;
         memset(t->mb_loss, 0, t->M * sizeof(double));
@@ -482,6 +498,7 @@ static int train_loop(Trainer *t)
         exec_train(t->exec, t->params, b->x, b->y, (uint64_t)c->train_seed, step, t->mb_lo,
                    1.0f / (float)t->B, t->grads, t->mb_loss + t->mb_lo, &correct,
                    t->world > 1 ? dp_grad_ready : NULL, t->world > 1 ? dp_poll : NULL, t->dp);
+        exec_set_chunk_hook(t->exec, NULL, NULL);
         double tc = now_s();
         trace_event(t->trace, "forward+backward", t0, tc, step);
         watchdog_step(step, "allreduce");
@@ -509,8 +526,7 @@ static int train_loop(Trainer *t)
         }
         double norm = NAN;
         float gscale = clip_and_scale(t, &norm);
-        float lr = sched_lr(&t->sc, step, t->total_steps);
-        for (int i = 0; i < dp_npieces(t->dp); i++) {
+        for (int i = 0; i < dp_npieces(t->dp) && !fused; i++) {
             size_t hi;
             OptimJob oj = {.t = t, .lr = lr, .gscale = gscale, .step1 = step + 1};
             dp_piece(t->dp, i, &oj.lo, &hi, &oj.off);

@@ -17,6 +17,15 @@ for zero in 0 1; do
         if [ -z "$base" ]; then base=$c; else same_arrays "$base" "$c" /model /optim; fi
     done
 done
+note "no clipping: at N=1 the optimizer is fused into the last gradient pass; N=2, 4 equal it"
+for np in 1 2 4; do
+    mpi $np train "$WORK/j.ini" --set optim.clip_norm=0 --set run.dir="$WORK/runs/nc$np" >"$WORK/log.nc$np" 2>&1 \
+        || { tail -n 20 "$WORK/log.nc$np"; fail "no-clip N=$np failed"; }
+done
+same_arrays "$(final_ckpt "$WORK/runs/nc1")" "$(final_ckpt "$WORK/runs/nc2")" /model /optim
+same_arrays "$(final_ckpt "$WORK/runs/nc1")" "$(final_ckpt "$WORK/runs/nc4")" /model /optim
+mpi 1 train "$WORK/j.ini" --set optim.clip_norm=0 --set train.threads=1 --set run.dir="$WORK/runs/nc1t1" >/dev/null 2>&1
+same_arrays "$(final_ckpt "$WORK/runs/nc1")" "$(final_ckpt "$WORK/runs/nc1t1")" /model /optim
 note "N=3: runs, deterministic for N=3, says it is not N-invariant"
 mpi 3 train "$WORK/j.ini" --set train.micro_batches=8 --set run.dir="$WORK/runs/n3" >"$WORK/log.n3" 2>&1 \
     || { tail -n 20 "$WORK/log.n3"; fail "N=3 failed"; }
