@@ -123,6 +123,21 @@ echo "== checkpoints"
 mkdir -p "$TMP/ck"
 $BIN bench ckpt --dir "$TMP/ck" --reps 3 | tee "$R/ckpt.csv"
 
+echo "== checkpoint pause inside training: 56.5M-parameter MLP + AdamW (678 MB a checkpoint), every 4 steps"
+{ echo "async,checkpoints,pause_s_median,sync_pause_s_median,ratio"
+  for a in false true; do
+      rm -rf "$TMP/big"
+      mpirun -np 1 --bind-to none $BIN train jobs/fmnist-mlp.ini --set model.layers="dense:5120 relu dense:5120 relu dense:5120 relu dense:10" \
+          --set optim.name=adamw --set optim.lr=0.001 --set train.steps=13 --set checkpoint.every_steps=4 \
+          --set checkpoint.async=$a --set checkpoint.dir="$TMP/big/ck" --set data.test= --set run.progress=off --set run.dir="$TMP/big" >/dev/null 2>&1
+      # the checkpoints at steps 4, 8, 12 (not the final one, which is always synchronous)
+      grep '"kind":"checkpoint"' "$TMP/big/metrics.jsonl" | grep -v '"step":13,' | sed 's/.*"pause_s":\([0-9.e-]*\).*/\1/' > "$TMP/pause.$a"
+  done
+  ps=$(median < "$TMP/pause.false"); pa=$(median < "$TMP/pause.true")
+  echo "true,$(wc -l < "$TMP/pause.true"),$pa,$ps,$(awk -v a="$pa" -v b="$ps" 'BEGIN{printf "%.4f", a/b}')"
+} > "$R/ckpt-pause.csv"
+cat "$R/ckpt-pause.csv"
+
 bash scripts/bench_report.sh "$host" "$(cat "$TMP/torch-best.txt" | tr '\n' ';')" > "$R/RESULTS.md"
 echo "== summary: $R/RESULTS.md"
 cat "$R/RESULTS.md"

@@ -163,6 +163,14 @@ void ckpt_async_reserve(CkptAsync *a, size_t nparams, int nstates);
  * code (err_msg names that checkpoint) and does NOT queue this one: the failure is
  * consumed, the caller decides whether to go on. */
 int ckpt_async_submit(CkptAsync *a, const CkptState *s, const char *dir, int keep);
+/* Like ckpt_async_submit, but the snapshot is copied by the writer thread, so training
+ * pauses only for the hand-over.  The caller may go on READING s->params and s->states
+ * (forward and backward do) but must not modify them until ckpt_async_fence() returns;
+ * everything else as ckpt_async_submit. */
+int ckpt_async_submit_deferred(CkptAsync *a, const CkptState *s, const char *dir, int keep);
+/* Wait until the snapshot of the last submit is taken (returns at once after a plain
+ * submit, or when nothing is in flight).  Returns the seconds waited. */
+double ckpt_async_fence(CkptAsync *a);
 /* Wait until no write is in flight; returns the last write's status (0, or its error
  * code with err_msg set on the calling thread) and clears it; path_out (may be NULL)
  * receives the last written path ("" if none). */

@@ -22,6 +22,9 @@ struct CkptAsync {
     int busy;     /* a job is queued or running */
     int quit;
     int status;   /* status of the last finished write, until collected */
+    int copied;   /* the snapshot of the queued/running job holds its data */
+    const float *src_params;                 /* deferred copy: the caller's slabs */
+    const float *src_states[ASYNC_MAX_STATES];
     char errmsg[2048];
     char last_path[4096];
     /* the snapshot (owned) */
@@ -44,7 +47,18 @@ static void *async_main(void *arg)
         while (!a->pending && !a->quit) pthread_cond_wait(&a->cv, &a->mu);
         if (!a->pending && a->quit) break;
         a->pending = 0;
+        int copy = !a->copied;
         pthread_mutex_unlock(&a->mu);
+        if (copy) {
+            /* deferred submit: take the snapshot here, while training reads the same slabs */
+            size_t n = a->st.model->nparams;
+            memcpy(a->params, a->src_params, n * sizeof(float));
+            for (int i = 0; i < a->st.nstates; i++) memcpy(a->states[i], a->src_states[i], n * sizeof(float));
+            pthread_mutex_lock(&a->mu);
+            a->copied = 1;
+            pthread_cond_broadcast(&a->cv);
+            pthread_mutex_unlock(&a->mu);
+        }
         char path[4096] = "";
         int rc = ckpt_write(a->dir, &a->st, a->keep, path, sizeof path);
         pthread_mutex_lock(&a->mu);
@@ -92,7 +106,7 @@ void ckpt_async_reserve(CkptAsync *a, size_t nparams, int nstates)
     pthread_mutex_unlock(&a->mu);
 }
 
-int ckpt_async_submit(CkptAsync *a, const CkptState *s, const char *dir, int keep)
+static int submit(CkptAsync *a, const CkptState *s, const char *dir, int keep, int deferred)
 {
     CHECK(a && s && s->model && s->params && dir);
     CHECK(s->nstates >= 0 && s->nstates <= ASYNC_MAX_STATES);
@@ -108,8 +122,15 @@ int ckpt_async_submit(CkptAsync *a, const CkptState *s, const char *dir, int kee
     /* the thread is idle: the snapshot is ours until pending is set */
     size_t n = s->model->nparams;
     snapshot_reserve(a, n, s->nstates);
-    memcpy(a->params, s->params, n * sizeof(float));
-    for (int i = 0; i < s->nstates; i++) memcpy(a->states[i], s->states[i], n * sizeof(float));
+    if (deferred) {
+        a->src_params = s->params;
+        for (int i = 0; i < s->nstates; i++) a->src_states[i] = s->states[i];
+        a->copied = 0;
+    } else {
+        memcpy(a->params, s->params, n * sizeof(float));
+        for (int i = 0; i < s->nstates; i++) memcpy(a->states[i], s->states[i], n * sizeof(float));
+        a->copied = 1;
+    }
     free(a->mode);
     free(a->config);
     a->mode = xstrdup(s->mode ? s->mode : "");
@@ -130,6 +151,25 @@ int ckpt_async_submit(CkptAsync *a, const CkptState *s, const char *dir, int kee
     pthread_cond_broadcast(&a->cv);
     pthread_mutex_unlock(&a->mu);
     return 0;
+}
+
+int ckpt_async_submit(CkptAsync *a, const CkptState *s, const char *dir, int keep)
+{
+    return submit(a, s, dir, keep, 0);
+}
+
+int ckpt_async_submit_deferred(CkptAsync *a, const CkptState *s, const char *dir, int keep)
+{
+    return submit(a, s, dir, keep, 1);
+}
+
+double ckpt_async_fence(CkptAsync *a)
+{
+    double t0 = now_s();
+    pthread_mutex_lock(&a->mu);
+    while (a->busy && !a->copied) pthread_cond_wait(&a->cv, &a->mu);
+    pthread_mutex_unlock(&a->mu);
+    return now_s() - t0;
 }
 
 int ckpt_async_wait(CkptAsync *a, char *path_out, size_t n)

@@ -338,6 +338,17 @@ static int resume(Trainer *t, const char *how, int *resumed)
 
 /* ---- checkpoint ---------------------------------------------------------------- */
 
+/* rank 0: a metrics line per checkpoint with the training pause it caused */
+static void ckpt_metrics(Trainer *t, double pause, int async)
+{
+    if (!t->metrics) return;
+    metrics_begin(t->metrics, "checkpoint");
+    metrics_int(t->metrics, "step", (int64_t)t->step);
+    metrics_bool(t->metrics, "async", async);
+    metrics_num(t->metrics, "pause_s", pause);
+    metrics_end(t->metrics);
+}
+
 static int save_checkpoint(Trainer *t, int sync)
 {
     float *full[2] = {NULL, NULL};
@@ -364,12 +375,22 @@ static int save_checkpoint(Trainer *t, int sync)
         double t0 = now_s();
         char path[1024] = "";
         if (t->ckpt_async && !sync) {
-            st = ckpt_async_submit(t->ckpt_async, &s, t->ckpt_dir, t->cfg.ckpt_keep);
-            if (!st) log_info("checkpoint at step %llu queued (pause %.3f s)",
-                              (unsigned long long)t->step, now_s() - t0);
+            /* whole slabs (no ZeRO gather buffers): the writer copies them while the next
+             * forward/backward runs; the optimizer waits for the copy (ckpt_async_fence) */
+            if (!zero) {
+                st = ckpt_async_submit_deferred(t->ckpt_async, &s, t->ckpt_dir, t->cfg.ckpt_keep);
+                if (!st) {
+                    t->ckpt_fence = 1;
+                    t->ckpt_pause = now_s() - t0;
+                }
+            } else {
+                st = ckpt_async_submit(t->ckpt_async, &s, t->ckpt_dir, t->cfg.ckpt_keep);
+                if (!st) ckpt_metrics(t, now_s() - t0, 1);
+            }
         } else {
             if (t->ckpt_async) st = ckpt_async_wait(t->ckpt_async, NULL, 0);
             if (!st) st = ckpt_write(t->ckpt_dir, &s, t->cfg.ckpt_keep, path, sizeof path);
+            if (!st) ckpt_metrics(t, now_s() - t0, 0);
         }
     }
     if (zero)
@@ -488,7 +509,7 @@ static int train_loop(Trainer *t)
          * the optimizer runs on each chunk as soon as its gradient is final (fused with the
          * last tree sum, spread over the worker threads) */
         float lr = sched_lr(&t->sc, step, t->total_steps);
-        int fused = t->world == 1 && c->optim_clip_norm <= 0;
+        int fused = t->world == 1 && c->optim_clip_norm <= 0 && !t->ckpt_fence;
         OptimJob fj = {.t = t, .lr = lr, .gscale = 1.0f, .step1 = step + 1, .lo = 0, .off = 0};
         exec_set_chunk_hook(t->exec, fused ? optim_chunk : NULL, &fj);
         watchdog_step(step, "compute");
@@ -523,6 +544,14 @@ static int train_loop(Trainer *t)
                      "diverged; lower optim.lr or set optim.clip_norm",
                      (unsigned long long)step, loss, bad, bad_rank);
             return MT_EX_SOFTWARE;
+        }
+        if (t->ckpt_fence) { /* the async snapshot must be taken before the update */
+            double w = ckpt_async_fence(t->ckpt_async);
+            t->ckpt_pause += w;
+            t->ckpt_fence = 0;
+            ckpt_metrics(t, t->ckpt_pause, 1);
+            log_info("checkpoint of step %llu: snapshot taken in the background; training "
+                     "paused %.4f s", (unsigned long long)step, t->ckpt_pause);
         }
         double norm = NAN;
         float gscale = clip_and_scale(t, &norm);

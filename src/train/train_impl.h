@@ -42,6 +42,8 @@ typedef struct {
     Metrics *metrics;       /* rank 0 */
     Trace *trace;           /* run.trace: every rank */
     CkptAsync *ckpt_async;  /* rank 0, when checkpoint.async */
+    int ckpt_fence;         /* rank 0: a deferred snapshot is being copied */
+    double ckpt_pause;      /* rank 0: training pause of that checkpoint so far */
     double *agree_buf;      /* (3 + world) per-step agreement */
     double *mb_loss;        /* (M) disjoint contributions, allreduced */
     double *clip_partial;   /* (clip_nblocks) */
