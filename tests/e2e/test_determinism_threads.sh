@@ -21,4 +21,11 @@ mpi 1 train "$WORK/a.ini" --set train.seed=8 --set run.dir="$WORK/runs/s8" >/dev
 if h5diff -q "$A" "$(final_ckpt "$WORK/runs/s8")" /model/dense0/w /model/dense0/w >/dev/null 2>&1; then
     fail "seed 7 and seed 8 gave identical weights"
 fi
-echo "ok: bitwise identical across runs and thread counts 1, 2, 4"
+note "mpitrain eval: the weights of a run, on 1 and 2 ranks, equal the run's own final eval"
+want=$(grep '"kind":"eval"' "$WORK/runs/t1/metrics.jsonl" | tail -n 1 | sed 's/.*"accuracy":\([0-9.]*\).*/\1/')
+got1=$("$MPITRAIN" eval "$WORK/runs/t1" | sed 's/.*"accuracy":\([0-9.]*\).*/\1/')
+got2=$(mpi 2 eval "$WORK/runs/t1" | sed 's/.*"accuracy":\([0-9.]*\).*/\1/')
+awk -v a="$want" -v b="$got1" -v c="$got2" 'BEGIN{exit !(a == b && b == c)}' || fail "eval accuracy $got1 / $got2 (2 ranks) != run's $want"
+expect_exit 0 "$MPITRAIN" eval "$(final_ckpt "$WORK/runs/t2")" --data "$FMNIST/train"; expect_out '"samples":60000'
+expect_exit 66 "$MPITRAIN" eval "$WORK/runs/none"
+echo "ok: bitwise identical across runs and thread counts 1, 2, 4; eval agrees"
