@@ -57,7 +57,7 @@ static int parse_size(const char *s, size_t *out)
 static void usage(void)
 {
     log_info("usage: mpirun -np N mpitrain bench allreduce|p2p [--min 4K] [--max 256M] "
-             "[--iters N] [--csv FILE] [--label TEXT] [--segment BYTES] [--window W] "
+             "[--iters N] [--csv FILE] [--label TEXT] [--segment BYTES] [--window W] [--doubling-max BYTES] "
              "[--no-mallopt]");
 }
 
@@ -83,6 +83,7 @@ static int parse_args(int argc, char **argv, BenchArgs *a)
         else if (!strcmp(k, "--max") && !parse_size(v, &sz)) a->max = sz;
         else if (!strcmp(k, "--segment") && !parse_size(v, &sz)) a->conf.segment_bytes = sz;
         else if (!strcmp(k, "--window")) a->conf.window = atoi(v);
+        else if (!strcmp(k, "--doubling-max") && !parse_size(v, &sz)) a->conf.doubling_max_bytes = sz;
         else if (!strcmp(k, "--iters")) a->iters = atoi(v);
         else if (!strcmp(k, "--csv")) a->csv = v;
         else if (!strcmp(k, "--label")) a->label = v;
