@@ -59,6 +59,11 @@ void *xcalloc(size_t n, size_t size);
 void *xaligned(size_t n);
 char *xstrdup(const char *s);
 
+/* mkdir -p: create dir and its parents (mode 0777 & umask).  Returns 0, or -1 with errno
+ * set (ENOTDIR when dir exists as something else, ENAMETOOLONG past 4095 bytes); the
+ * caller words the message. */
+int mkdir_p(const char *dir);
+
 /* Monotonic clock in seconds. */
 double now_s(void);
 

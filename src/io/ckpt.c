@@ -202,29 +202,6 @@ static int attr_get_str(hid_t obj, const char *name, char *buf, size_t n)
 /* ------------------------------------------------------------------------------------
  * Small file-system helpers. */
 
-static int mkdir_p(const char *dir)
-{
-    char p[4096];
-    if (snprintf(p, sizeof p, "%s", dir) >= (int)sizeof p) {
-        errno = ENAMETOOLONG;
-        return -1;
-    }
-    for (char *s = p + 1; *s; s++) {
-        if (*s != '/') continue;
-        *s = 0;
-        if (mkdir(p, 0777) != 0 && errno != EEXIST) return -1;
-        *s = '/';
-    }
-    if (mkdir(p, 0777) != 0 && errno != EEXIST) return -1;
-    struct stat st;
-    if (stat(p, &st) != 0) return -1;
-    if (!S_ISDIR(st.st_mode)) {
-        errno = ENOTDIR;
-        return -1;
-    }
-    return 0;
-}
-
 static int fsync_path(const char *path, int is_dir)
 {
     int fd = open(path, is_dir ? O_RDONLY | O_DIRECTORY : O_RDONLY);

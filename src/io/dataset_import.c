@@ -41,23 +41,6 @@ static int is_our_file(const char *name)
     return digits >= 5 && strcmp(p, ".h5") == 0;
 }
 
-static int mkdir_p(const char *dir)
-{
-    char buf[4096];
-    if (snprintf(buf, sizeof buf, "%s", dir) >= (int)sizeof buf)
-        return err_set(MT_EX_CANTCREAT, "output directory name %s is too long", dir);
-    for (char *p = buf + 1; *p; p++) {
-        if (*p != '/') continue;
-        *p = 0;
-        if (mkdir(buf, 0777) != 0 && errno != EEXIST)
-            return err_set(MT_EX_CANTCREAT, "cannot create directory %s: %s", buf, strerror(errno));
-        *p = '/';
-    }
-    if (mkdir(buf, 0777) != 0 && errno != EEXIST)
-        return err_set(MT_EX_CANTCREAT, "cannot create directory %s: %s", buf, strerror(errno));
-    return 0;
-}
-
 /* Create dir, or clear a previous mpitrain dataset in it (index.h5 first, so it stops
  * being a complete dataset before any shard goes).  Refuses any other content. */
 static int prepare_out_dir(const char *dir)
@@ -66,7 +49,10 @@ static int prepare_out_dir(const char *dir)
     if (stat(dir, &st) != 0) {
         if (errno != ENOENT)
             return err_set(MT_EX_CANTCREAT, "output directory %s: %s", dir, strerror(errno));
-        return mkdir_p(dir);
+        if (mkdir_p(dir) != 0)
+            return err_set(MT_EX_CANTCREAT, "cannot create output directory %s: %s", dir,
+                           strerror(errno));
+        return 0;
     }
     if (!S_ISDIR(st.st_mode))
         return err_set(MT_EX_CANTCREAT, "output %s exists and is not a directory", dir);

@@ -57,22 +57,6 @@ static int agree(Trainer *t, int st, const char *phase)
     return code;
 }
 
-static int mkdir_p(const char *path)
-{
-    char buf[4096];
-    snprintf(buf, sizeof buf, "%s", path);
-    for (char *p = buf + 1; *p; p++) {
-        if (*p != '/') continue;
-        *p = 0;
-        if (mkdir(buf, 0755) != 0 && errno != EEXIST)
-            return err_set(MT_EX_CANTCREAT, "cannot create directory %s: %s", buf, strerror(errno));
-        *p = '/';
-    }
-    if (mkdir(buf, 0755) != 0 && errno != EEXIST)
-        return err_set(MT_EX_CANTCREAT, "cannot create directory %s: %s", buf, strerror(errno));
-    return 0;
-}
-
 /* dst = a + b (truncated to n - 1 bytes; paths here are far shorter). */
 static void path_cat(char *dst, size_t n, const char *a, const char *b)
 {
@@ -703,7 +687,9 @@ int train_main(int argc, char **argv)
 
     /* run directory, resolved config, metrics (rank 0) */
     if (t->rank == 0) {
-        st = mkdir_p(t->run_dir);
+        if (mkdir_p(t->run_dir) != 0)
+            st = err_set(MT_EX_CANTCREAT, "cannot create the run directory %s: %s (set run.dir "
+                         "or run.name)", t->run_dir, strerror(errno));
         if (!st) {
             char p[4096];
             snprintf(p, sizeof p, "%s/config.ini", t->run_dir);
