@@ -799,23 +799,40 @@ int ckpt_read_config(const char *path, char **config_text)
     return 0;
 }
 
-int ckpt_info(const char *path, FILE *out)
+/* Open a checkpoint, read its metadata and list its datasets (and, if cks is non-NULL,
+ * the root "checksum" attribute).  Returns the open file with *rc = 0, or with *rc set to
+ * the error when the metadata or the listing failed (the caller closes the file); or -1
+ * with *rc set when it cannot be opened. */
+static hid_t open_listed(const char *path, CkptMeta *m, DsList *dl, char *cks, size_t ncks,
+                         int *rc)
 {
     hid_t f = ck_open(path);
-    if (f < 0) return err_code();
-    CkptMeta m;
-    DsList dl = {0};
+    if (f < 0) {
+        *rc = err_code();
+        return -1;
+    }
     char why[256];
     hl_lock();
-    int rc = meta_read_locked(f, path, &m);
-    int wrc = rc ? 0 : walk_group(f, "", 0, &dl);
+    *rc = meta_read_locked(f, path, m);
+    int wrc = *rc ? 0 : walk_group(f, "", 0, dl);
     if (wrc < 0) h5_why(why, sizeof why);
-    char cks[32] = "";
-    attr_get_str(f, "checksum", cks, sizeof cks);
+    if (cks) attr_get_str(f, "checksum", cks, ncks);
     hl_unlock();
+    if (!*rc && wrc < 0)
+        *rc = err_set(MT_EX_DATAERR, "checkpoint %s: cannot list its arrays (%s): damaged", path,
+                      why);
+    return f;
+}
+
+int ckpt_info(const char *path, FILE *out)
+{
+    CkptMeta m;
+    DsList dl = {0};
+    char cks[32] = "";
+    int rc;
+    hid_t f = open_listed(path, &m, &dl, cks, sizeof cks, &rc);
+    if (f < 0) return rc;
     ck_close(f);
-    if (!rc && wrc < 0)
-        rc = err_set(MT_EX_DATAERR, "checkpoint %s: cannot list its arrays (%s)", path, why);
     if (rc) {
         free(dl.v);
         return rc;
@@ -858,19 +875,12 @@ int ckpt_read(const char *path, const Model *model, const OptimConf *optim, floa
 {
     CHECK(model && params);
     int nst = optim && states ? optim_nstates(optim) : 0;
-    hid_t f = ck_open(path);
-    if (f < 0) return err_code();
     CkptMeta m;
     DsList dl = {0};
+    int rc;
+    hid_t f = open_listed(path, &m, &dl, NULL, 0, &rc);
+    if (f < 0) return rc;
     char why[256];
-    hl_lock();
-    int rc = meta_read_locked(f, path, &m);
-    int wrc = rc ? 0 : walk_group(f, "", 0, &dl);
-    if (wrc < 0) h5_why(why, sizeof why);
-    hl_unlock();
-    if (!rc && wrc < 0)
-        rc = err_set(MT_EX_DATAERR, "checkpoint %s: cannot list its arrays (%s): damaged", path,
-                     why);
     CkArr *arr = NULL;
     int narr = rc ? 0 : arr_list(model, optim, nst, &arr);
     /* 1. shapes: every array the model needs, none it lacks (before reading any data) */
@@ -1440,6 +1450,20 @@ int ckpt_write(const char *dir, const CkptState *s, int keep, char *path_out, si
 /* ------------------------------------------------------------------------------------
  * Resume. */
 
+int ckpt_latest_name(const char *dir, char *name, size_t n)
+{
+    char p[4096];
+    snprintf(p, sizeof p, "%s/latest", dir);
+    name[0] = 0;
+    FILE *f = fopen(p, "r");
+    if (!f) return -1;
+    if (!fgets(name, (int)n, f)) name[0] = 0;
+    fclose(f);
+    size_t L = strlen(name);
+    while (L && isspace((unsigned char)name[L - 1])) name[--L] = 0;
+    return 0;
+}
+
 int ckpt_find_resume(const char *dir, char *path_out, size_t n)
 {
     struct stat st;
@@ -1457,13 +1481,8 @@ int ckpt_find_resume(const char *dir, char *path_out, size_t n)
     char latest_name[256] = "";
     char p[4096];
     snprintf(p, sizeof p, "%s/latest", dir);
-    FILE *lf = fopen(p, "r");
-    if (lf) {
-        if (!fgets(latest_name, sizeof latest_name, lf)) latest_name[0] = 0;
-        fclose(lf);
-        size_t L = strlen(latest_name);
-        while (L && isspace((unsigned char)latest_name[L - 1])) latest_name[--L] = 0;
-        if (L) {
+    if (ckpt_latest_name(dir, latest_name, sizeof latest_name) == 0) {
+        if (latest_name[0]) {
             join_path(p, sizeof p, dir, latest_name);
             if (ckpt_verify(p, NULL) == 0) {
                 if (path_out) snprintf(path_out, n, "%s", p);

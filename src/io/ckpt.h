@@ -121,6 +121,10 @@ int ckpt_read_meta(const char *path, CkptMeta *meta);
  * frees it.  Errors: MT_EX_NOINPUT, MT_EX_DATAERR. */
 int ckpt_read_config(const char *path, char **config_text);
 
+/* The file name DIR/latest holds (trailing blanks removed; "" when the file is empty):
+ * returns 0, or -1 with errno set (ENOENT: no `latest`). */
+int ckpt_latest_name(const char *dir, char *name, size_t n);
+
 /* Which checkpoint to resume from.  `dir` is a checkpoint directory (or a checkpoint
  * file, which is then only verified).  Tries the file named by DIR/latest first, then
  * every DIR/step-*.h5 from the highest step down, verifying each candidate fully

@@ -68,15 +68,8 @@ static void free_list(char **v, int n)
 /* The file a directory's `latest` names (else its highest step-*.h5). */
 static int resolve_dir(const char *dir, char *out, size_t n)
 {
-    char p[4096], name[256] = "";
-    snprintf(p, sizeof p, "%s/latest", dir);
-    FILE *f = fopen(p, "r");
-    if (f) {
-        if (!fgets(name, sizeof name, f)) name[0] = 0;
-        fclose(f);
-        size_t L = strlen(name);
-        while (L && isspace((unsigned char)name[L - 1])) name[--L] = 0;
-    }
+    char name[256] = "";
+    ckpt_latest_name(dir, name, sizeof name);
     if (!name[0]) {
         char **v;
         int k = list_dir(dir, &v);

@@ -36,5 +36,3 @@ void signals_install(void)
 }
 
 int signals_pending(void) { return g_sig; }
-
-void signals_raise_flag(int sig) { g_sig = sig; }

@@ -9,7 +9,5 @@
 void signals_install(void);
 /* Non-zero once SIGTERM or SIGUSR1 arrived (the signal number). */
 int signals_pending(void);
-/* For tests: pretend a signal arrived. */
-void signals_raise_flag(int sig);
 
 #endif
