@@ -36,7 +36,8 @@ static void usage(FILE *f)
             MPITRAIN_VERSION);
 }
 
-/* OpenBLAS 0.3.21 does not recognise some current CPU models (virtualised Xeons report a
+/* OpenBLAS is only the reference of `mpitrain bench gemm` (training uses gemm.h).
+ * OpenBLAS 0.3.21 does not recognise some current CPU models (virtualised Xeons report a
  * model it lacks) and falls back to its generic "Prescott" SSE3 kernels, 3-7x slower.
  * When OPENBLAS_CORETYPE is unset and the library chose Prescott, re-execute with the
  * kernels the CPU supports: SkylakeX (AVX-512) on an Intel CPU with AVX-512 F/BW/DQ/VL,
@@ -66,7 +67,7 @@ static void blas_pick_kernels(char **argv)
 
 int main(int argc, char **argv)
 {
-    blas_pick_kernels(argv);
+    if (argc >= 3 && !strcmp(argv[1], "bench") && !strcmp(argv[2], "gemm")) blas_pick_kernels(argv);
     if (argc < 2) {
         usage(stderr);
         return MT_EX_USAGE;

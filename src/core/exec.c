@@ -1,7 +1,6 @@
 /* exec.c — see exec.h.  Micro-batches on a thread pool, canonical tree sum. */
 #include "core/exec.h"
 
-#include <cblas.h>
 #include <pthread.h>
 #include <sched.h>
 #include <stdatomic.h>
@@ -9,6 +8,7 @@
 #include <string.h>
 
 #include "core/common.h"
+#include "core/gemm.h"
 #include "core/loss.h"
 #include "core/rng.h"
 
@@ -16,17 +16,48 @@ typedef struct {
     float **act;    /* act[l+1]: output of layer l (rows_cap, out_l); act[0] is the input */
     float **aux;    /* aux[l]: (rows_cap, aux_per_sample) or NULL */
     float *dbuf[2]; /* (rows_cap, max_width) ping-pong gradients of activations */
+    float *scratch; /* layers' own scratch (layer_scratch_floats, the largest) */
+    size_t scratch_n;
 } ThreadBufs;
 
 typedef enum { JOB_NONE, JOB_TRAIN, JOB_EVAL, JOB_RANGE, JOB_EXIT } JobKind;
+
+/* The layer-wise path (models of dense layers only): the step's rt = nmb * R rows go
+ * through each layer at once, the work of a layer split across the threads by output
+ * rows or columns, a barrier between phases.  gemm.h makes this legal: an element's
+ * bits do not depend on how rows and columns are cut into calls, so only the sums over
+ * samples (dW, db) must keep the micro-batch boundaries and the tree, and they do
+ * (gemm_f32_tree; the db tree below).  Each weight matrix is read once per step instead
+ * of once per micro-batch, and dW is formed tile by tile without per-micro-batch slabs. */
+typedef struct {
+    float **t;      /* t[0] (in, rt): the input transposed; t[l+1] (out_l, rt): layer l's output transposed */
+    float **act;    /* act[l+1] (rt, out_l); act[0] = the caller's input */
+    float **aux;    /* aux[l] (rt, out_l) for gelu (pre-activation), else NULL */
+    float *dy[2];   /* (rt, max_width) */
+    float *dbm;     /* (nmb, max_width) per-micro-batch bias sums */
+    atomic_int *ctr;   /* (nphase) work items claimed, per phase of the step */
+    atomic_int *dx_done; /* (nlayers) dx items finished */
+    int nphase;
+    atomic_int bar_count;
+    atomic_uint bar_gen;
+} LayerWise;
+
+#define LW_FW_ROWS 24  /* output rows per forward item */
+#define LW_DW_ROWS 24  /* dW rows per item */
+#define LW_DX_COLS 64  /* dx columns per item */
+#define LW_COLS 64     /* activation-gradient columns per item */
 
 struct Exec {
     const Model *m;
     ExecConf c;
     int rows_cap;
+    int lw;               /* 1: the layer-wise path (see LayerWise) */
+    int rt;               /* nmb * mb_rows */
+    LayerWise w;
     ThreadBufs *tb;       /* (threads) */
     int pair;             /* 1: micro-batches 2u and 2u+1 share a gradient slab, the second
-                             accumulated onto the first (BLAS beta = 1) */
+                             accumulated onto the first (gemm_f32 adds each finished element
+                             with one rounding: the bits of a separate slab plus an add) */
     int nleaf;            /* gradient slabs summed by the tree: nmb, or nmb/2 with pairs */
     float **gbuf;         /* (nleaf) gradient slabs; NULL when nleaf == 1 (grads is used) */
     size_t *llo, *lhi;    /* (nlayers) parameter range of layer l ([0,0) if none) */
@@ -132,7 +163,8 @@ static void forward_rows(Exec *e, ThreadBufs *tb, const float *x, int rows, int 
                          uint64_t sample0)
 {
     const Model *m = e->m;
-    LayerCtx ctx = {.seed = e->seed, .step = e->step, .sample0 = sample0, .train = train};
+    LayerCtx ctx = {.seed = e->seed, .step = e->step, .sample0 = sample0, .train = train,
+                    .scratch = tb->scratch, .scratch_n = tb->scratch_n};
     tb->act[0] = (float *)x;
     for (int l = 0; l < m->nlayers; l++) {
         const Layer *L = &m->layers[l];
@@ -229,7 +261,8 @@ static void train_mb(Exec *e, ThreadBufs *tb, int k, Driver *d)
     e->mb_loss[k] = loss_softmax_xent(tb->act[L], y, R, m->num_classes, e->grad_scale, dy, &corr);
     e->mb_correct[k] = corr;
     LayerCtx ctx = {.seed = e->seed, .step = e->step, .sample0 = sample0, .train = 1,
-                    .accumulate = e->pair && (k & 1)};
+                    .accumulate = e->pair && (k & 1), .scratch = tb->scratch,
+                    .scratch_n = tb->scratch_n};
     float *g = grad_slab(e, k);
     for (int l = L - 1; l >= 0; l--) {
         const Layer *ly = &m->layers[l];
@@ -268,10 +301,145 @@ static void eval_chunk(Exec *e, ThreadBufs *tb, int j)
     e->chunk_correct[j] = corr;
 }
 
+/* ---------------------------------------------------------------- layer-wise path */
+
+/* All threads of the job meet here; thread 0 keeps driving communication meanwhile. */
+static void lw_barrier(Exec *e, Driver *d)
+{
+    int T = e->c.threads;
+    if (T == 1) {
+        if (d) driver_check(e, d);
+        return;
+    }
+    unsigned gen = atomic_load_explicit(&e->w.bar_gen, memory_order_acquire);
+    if (atomic_fetch_add_explicit(&e->w.bar_count, 1, memory_order_acq_rel) + 1 == T) {
+        atomic_store_explicit(&e->w.bar_count, 0, memory_order_relaxed);
+        atomic_fetch_add_explicit(&e->w.bar_gen, 1, memory_order_acq_rel);
+        if (d) driver_check(e, d);
+        return;
+    }
+    double t0 = now_s();
+    for (int i = 0; atomic_load_explicit(&e->w.bar_gen, memory_order_acquire) == gen; i++) {
+        cpu_relax();
+        if ((i & 255) == 255) {
+            if (d) driver_check(e, d);
+            if (now_s() - t0 > SPIN_S) sched_yield(); /* more threads than cores */
+        }
+    }
+}
+
+/* Claim the next work item of phase ph (items are handed out in order). */
+static int lw_claim(Exec *e, int ph) { return atomic_fetch_add_explicit(&e->w.ctr[ph], 1, memory_order_acq_rel); }
+
+/* dst[c0, c1) = T(lo, hi) over the rows leaf k = v + k * stride (overwritten on the way). */
+static void lw_tree_cols(float *v, size_t stride, int lo, int hi, int c0, int c1, float *dst)
+{
+    if (hi - lo == 1) {
+        if (dst != v + lo * stride) memcpy(dst + c0, v + lo * stride + c0, (size_t)(c1 - c0) * sizeof(float));
+        return;
+    }
+    int mid = exec_tree_mid(lo, hi);
+    lw_tree_cols(v, stride, lo, mid, c0, c1, v + lo * stride);
+    lw_tree_cols(v, stride, mid, hi, c0, c1, v + mid * stride);
+    const float *a = v + lo * stride, *b = v + mid * stride;
+    for (int c = c0; c < c1; c++) dst[c] = a[c] + b[c];
+}
+
+static void train_lw(Exec *e, int tid, Driver *d)
+{
+    const Model *m = e->m;
+    const int L = m->nlayers, R = e->c.mb_rows, nmb = e->c.nmb, rt = e->rt;
+    const int T = e->c.threads;
+    LayerWise *w = &e->w;
+    int ph = 0;
+    w->act[0] = (float *)e->x;
+    /* the input, transposed: blocks of 16 rows */
+    for (int r0 = 16 * tid; r0 < rt; r0 += 16 * T)
+        gemm_transpose(MT_MIN(16, rt - r0), m->in_dim, e->x + (size_t)r0 * m->in_dim, m->in_dim,
+                       w->t[0] + r0, rt);
+    lw_barrier(e, d);
+    for (int l = 0; l < L; l++, ph++) {
+        const Layer *ly = &m->layers[l];
+        int n = (ly->out + LW_FW_ROWS - 1) / LW_FW_ROWS;
+        for (int i; (i = lw_claim(e, ph)) < n;) {
+            int o0 = i * LW_FW_ROWS, o1 = MT_MIN(ly->out, o0 + LW_FW_ROWS);
+            dense_lw_forward(ly, e->params, w->t[l], w->t[l + 1], w->act[l + 1], w->aux[l], rt, o0, o1);
+            if (d) driver_check(e, d);
+        }
+        lw_barrier(e, d);
+    }
+    /* the loss, per micro-batch */
+    const int C = m->num_classes;
+    for (int k = tid; k < nmb; k += T) {
+        int64_t corr = 0;
+        e->mb_loss[k] = loss_softmax_xent(w->act[L] + (size_t)k * R * C, e->y + (size_t)k * R, R, C,
+                                          e->grad_scale, w->dy[0] + (size_t)k * R * C, &corr);
+        e->mb_correct[k] = corr;
+    }
+    lw_barrier(e, d);
+    float *dy = w->dy[0], *dx = w->dy[1];
+    for (int l = L - 1; l >= 0; l--) {
+        const Layer *ly = &m->layers[l];
+        const int out = ly->out, in = ly->in;
+        float *db = e->grads + ly->params[1].off;
+        /* A: dy *= act', the bias gradient per micro-batch, then its tree */
+        int na = (out + LW_COLS - 1) / LW_COLS;
+        for (int i; (i = lw_claim(e, ph)) < na;) {
+            int c0 = i * LW_COLS, c1 = MT_MIN(out, c0 + LW_COLS);
+            for (int k = 0; k < nmb; k++)
+                dense_lw_act_grad(ly, dy + (size_t)k * R * out, w->act[l + 1] + (size_t)k * R * out,
+                                  w->aux[l] ? w->aux[l] + (size_t)k * R * out : NULL, R, c0, c1,
+                                  w->dbm + (size_t)k * out);
+            lw_tree_cols(w->dbm, (size_t)out, 0, nmb, c0, c1, db);
+        }
+        ph++;
+        lw_barrier(e, d);
+        /* B: dx column strips first, then dW row tiles (tree over micro-batches).  A dW
+         * tile's optimizer update (chunk hook) waits until every dx strip, which reads W,
+         * is finished. */
+        int ndx = l > 0 ? (in + LW_DX_COLS - 1) / LW_DX_COLS : 0;
+        int ndw = (out + LW_DW_ROWS - 1) / LW_DW_ROWS;
+        size_t woff = ly->params[0].off;
+        for (int i; (i = lw_claim(e, ph)) < ndx + ndw;) {
+            if (i < ndx) {
+                int c0 = i * LW_DX_COLS, c1 = MT_MIN(in, c0 + LW_DX_COLS);
+                dense_lw_dx(ly, e->params, dy, dx, rt, c0, c1);
+                atomic_fetch_add_explicit(&w->dx_done[l], 1, memory_order_acq_rel);
+            } else {
+                int o0 = (i - ndx) * LW_DW_ROWS, o1 = MT_MIN(out, o0 + LW_DW_ROWS);
+                dense_lw_dw(ly, dy, w->act[l], e->grads, R, nmb, o0, o1);
+                if (e->chunk_fn) {
+                    while (atomic_load_explicit(&w->dx_done[l], memory_order_acquire) < ndx) cpu_relax();
+                    e->chunk_fn(e->chunk_arg, woff + (size_t)o0 * in, woff + (size_t)o1 * in);
+                }
+            }
+            if (d) driver_check(e, d);
+        }
+        ph++;
+        lw_barrier(e, d);
+        if (tid == 0) {
+            /* the rest of the layer's range: bias and padding */
+            if (e->chunk_fn) {
+                size_t wend = woff + (size_t)out * in;
+                if (e->llo[l] < woff) e->chunk_fn(e->chunk_arg, e->llo[l], woff);
+                if (wend < e->lhi[l]) e->chunk_fn(e->chunk_arg, wend, e->lhi[l]);
+            }
+            atomic_store_explicit(&e->layer_ready[l], 1, memory_order_release);
+            if (d) driver_check(e, d);
+        }
+        float *t = dy;
+        dy = dx;
+        dx = t;
+    }
+    CHECK(ph <= w->nphase);
+}
+
 static void run_job(Exec *e, int tid, Driver *d)
 {
     int T = e->c.threads;
-    if (e->job == JOB_TRAIN) {
+    if (e->job == JOB_TRAIN && e->lw) {
+        train_lw(e, tid, d);
+    } else if (e->job == JOB_TRAIN) {
         if (e->pair) {
             /* unit u = micro-batches 2u, 2u+1 on one thread, in that order */
             for (int u = tid; 2 * u < e->c.nmb; u += T) {
@@ -328,72 +496,29 @@ static void alloc_thread_bufs(Exec *e, ThreadBufs *tb)
     }
     size_t w = MT_MAX(m->max_width, (size_t)m->in_dim);
     for (int i = 0; i < 2; i++) tb->dbuf[i] = xaligned((size_t)e->rows_cap * w * sizeof(float));
-}
-
-/* Does sgemm with beta = 1 give, on the dW shapes of this model and micro-batch, the same
- * bits as beta = 0 followed by an addition?  (It does when OpenBLAS keeps the whole
- * K = rows loop in registers, i.e. K is within one block; checked, not assumed.) */
-int exec_blas_accumulates_exactly(const Model *m, int rows)
-{
-    int ok = 1;
-    uint64_t key = rng_key(1, RNG_TEST, 0x5e1f7e57);
-    for (int l = 0; l < m->nlayers && ok; l++) {
-        const Layer *L = &m->layers[l];
-        if (L->kind != LAYER_DENSE) continue;
-        size_t nw = (size_t)L->out * L->in;
-        float *dy0 = xaligned((size_t)rows * L->out * sizeof(float));
-        float *dy1 = xaligned((size_t)rows * L->out * sizeof(float));
-        float *x0 = xaligned((size_t)rows * L->in * sizeof(float));
-        float *x1 = xaligned((size_t)rows * L->in * sizeof(float));
-        float *a = xaligned(nw * sizeof(float)), *b = xaligned(nw * sizeof(float));
-        float *acc = xaligned(nw * sizeof(float));
-        uint64_t i = 0;
-        for (size_t j = 0; j < (size_t)rows * L->out; j++) {
-            dy0[j] = rng_normal(key, i++);
-            dy1[j] = rng_normal(key, i++);
-        }
-        for (size_t j = 0; j < (size_t)rows * L->in; j++) {
-            x0[j] = rng_normal(key, i++);
-            x1[j] = rng_normal(key, i++);
-        }
-        cblas_sgemm(CblasRowMajor, CblasTrans, CblasNoTrans, L->out, L->in, rows, 1.0f, dy0,
-                    L->out, x0, L->in, 0.0f, a, L->in);
-        cblas_sgemm(CblasRowMajor, CblasTrans, CblasNoTrans, L->out, L->in, rows, 1.0f, dy1,
-                    L->out, x1, L->in, 0.0f, b, L->in);
-        memcpy(acc, a, nw * sizeof(float));
-        cblas_sgemm(CblasRowMajor, CblasTrans, CblasNoTrans, L->out, L->in, rows, 1.0f, dy1,
-                    L->out, x1, L->in, 1.0f, acc, L->in);
-        for (size_t j = 0; j < nw && ok; j++) {
-            float want = a[j] + b[j];
-            if (memcmp(&want, &acc[j], sizeof want) != 0) ok = 0;
-        }
-        free(dy0);
-        free(dy1);
-        free(x0);
-        free(x1);
-        free(a);
-        free(b);
-        free(acc);
-    }
-    return ok;
+    tb->scratch_n = 0;
+    for (int l = 0; l < m->nlayers; l++)
+        tb->scratch_n = MT_MAX(tb->scratch_n, layer_scratch_floats(&m->layers[l], e->rows_cap));
+    tb->scratch = tb->scratch_n ? xaligned(tb->scratch_n * sizeof(float)) : NULL;
 }
 
 int exec_pairs(const Exec *e) { return e->pair; }
 
+int exec_layerwise(const Exec *e) { return e->lw; }
+
 Exec *exec_create(const Model *m, const ExecConf *c)
 {
     CHECK(c->threads >= 1 && c->mb_rows >= 1 && c->nmb >= 1);
-    openblas_set_num_threads(1);
     Exec *e = xcalloc(1, sizeof *e);
     e->m = m;
     e->c = *c;
     e->rows_cap = MT_MAX(c->mb_rows, 256);
     e->tb = xcalloc(c->threads, sizeof(ThreadBufs));
     for (int t = 0; t < c->threads; t++) alloc_thread_bufs(e, &e->tb[t]);
-    /* pairs need: a power-of-two count (so every leaf pair (2u, 2u+1) is a subtree of the
-     * canonical tree), enough pairs for the threads, and a BLAS that adds exactly */
+    /* pairs need a power-of-two count (so every leaf pair (2u, 2u+1) is a subtree of the
+     * canonical tree) and enough pairs for the threads */
     int pow2 = (c->nmb & (c->nmb - 1)) == 0;
-    e->pair = c->nmb >= 2 && pow2 && c->nmb / 2 >= c->threads && exec_blas_accumulates_exactly(m, c->mb_rows);
+    e->pair = c->nmb >= 2 && pow2 && c->nmb / 2 >= c->threads;
     e->nleaf = e->pair ? c->nmb / 2 : c->nmb;
     if (e->nleaf > 1) {
         e->gbuf = xcalloc(e->nleaf, sizeof(float *));
@@ -412,6 +537,36 @@ Exec *exec_create(const Model *m, const ExecConf *c)
         prev = l;
     }
     if (prev >= 0) e->lhi[prev] = m->nparams;
+    e->lw = !c->per_mb && m->nlayers > 0;
+    for (int l = 0; l < m->nlayers; l++)
+        if (m->layers[l].kind != LAYER_DENSE) e->lw = 0;
+    e->rt = c->nmb * c->mb_rows;
+    if (e->lw) {
+        LayerWise *w = &e->w;
+        int L = m->nlayers;
+        w->t = xcalloc(L + 1, sizeof(float *));
+        w->act = xcalloc(L + 1, sizeof(float *));
+        w->aux = xcalloc(L, sizeof(float *));
+        w->t[0] = xaligned((size_t)e->rt * m->in_dim * sizeof(float));
+        for (int l = 0; l < L; l++) {
+            size_t n = (size_t)e->rt * m->layers[l].out;
+            w->t[l + 1] = xaligned(n * sizeof(float));
+            w->act[l + 1] = xaligned(n * sizeof(float));
+            if (m->layers[l].act == ACT_GELU) w->aux[l] = xaligned(n * sizeof(float));
+        }
+        size_t wd = MT_MAX(m->max_width, (size_t)m->in_dim);
+        for (int i = 0; i < 2; i++) w->dy[i] = xaligned((size_t)e->rt * wd * sizeof(float));
+        w->dbm = xaligned((size_t)c->nmb * wd * sizeof(float));
+        w->nphase = 3 * L + 2;
+        w->ctr = xcalloc(w->nphase, sizeof(atomic_int));
+        w->dx_done = xcalloc(L, sizeof(atomic_int));
+        /* no per-micro-batch slabs */
+        for (int k = 0; e->gbuf && k < e->nleaf; k++) free(e->gbuf[k]);
+        free(e->gbuf);
+        e->gbuf = NULL;
+        e->pair = 0;
+        e->nleaf = 1;
+    }
     e->layer_count = xcalloc(m->nlayers, sizeof(atomic_int));
     e->layer_ready = xcalloc(m->nlayers, sizeof(atomic_int));
     e->sum_open = xcalloc(m->nlayers, sizeof(atomic_int));
@@ -493,7 +648,9 @@ void exec_train(Exec *e, const float *params, const float *x, const int32_t *y,
         atomic_store(&e->sum_open[l], 0);
         atomic_store(&e->sum_next[l], 0);
         atomic_store(&e->sum_done[l], 0);
+        if (e->lw) atomic_store(&e->w.dx_done[l], 0);
     }
+    for (int p = 0; e->lw && p < e->w.nphase; p++) atomic_store(&e->w.ctr[p], 0);
     Driver d = {.ready = ready, .poll = poll, .arg = arg, .next = m->nlayers - 1};
     run_all(e, &d);
     CHECK(d.next < 0);
@@ -562,6 +719,7 @@ void exec_destroy(Exec *e)
         free(tb->aux);
         free(tb->dbuf[0]);
         free(tb->dbuf[1]);
+        free(tb->scratch);
     }
     free(e->tb);
     if (e->gbuf) {
@@ -570,6 +728,22 @@ void exec_destroy(Exec *e)
     }
     pthread_mutex_destroy(&e->sum_mu);
     pthread_cond_destroy(&e->sum_cv);
+    if (e->lw) {
+        LayerWise *w = &e->w;
+        for (int l = 0; l <= m->nlayers; l++) free(w->t[l]);
+        for (int l = 0; l < m->nlayers; l++) {
+            free(w->act[l + 1]);
+            free(w->aux[l]);
+        }
+        free(w->t);
+        free(w->act);
+        free(w->aux);
+        free(w->dy[0]);
+        free(w->dy[1]);
+        free(w->dbm);
+        free(w->ctr);
+        free(w->dx_done);
+    }
     free(e->llo);
     free(e->lhi);
     free(e->layer_count);

@@ -31,6 +31,7 @@ typedef struct {
     int threads;   /* worker threads including the caller (>= 1) */
     int mb_rows;   /* rows per micro-batch (B / M) */
     int nmb;       /* micro-batches of this rank per step (M / N) */
+    int per_mb;    /* 1: always the per-micro-batch path (tests compare the two paths) */
 } ExecConf;
 
 /* Allocate per-thread activation buffers and per-micro-batch gradient buffers; start
@@ -71,13 +72,20 @@ void exec_parallel_range(Exec *e, size_t n, ExecRangeFn fn, void *arg);
  * when nothing else must see them first (one rank, no clipping).  NULL turns it off. */
 void exec_set_chunk_hook(Exec *e, ExecRangeFn fn, void *arg);
 
-/* 1 when the executor accumulates micro-batch pairs in BLAS (see exec.c): micro-batches
- * 2u and 2u+1 share one gradient slab, the second added by sgemm with beta = 1, which
- * saves a pass over the slab per pair.  Used only when a check at creation shows that
- * the BLAS gives exactly the bits of a separate product plus an addition on the model's
- * shapes; otherwise every micro-batch has its own slab. */
+/* 1 when the executor accumulates micro-batch pairs (see exec.c): micro-batches 2u and
+ * 2u+1 share one gradient slab, the second's product added element by element as it is
+ * finished (gemm.h: the bits of a separate product plus an addition), which saves a
+ * pass over the slab per pair.  Needs a power-of-two count of micro-batches and at
+ * least one pair per thread; otherwise every micro-batch has its own slab. */
 int exec_pairs(const Exec *e);
-int exec_blas_accumulates_exactly(const Model *m, int rows);
+
+/* 1 when training steps take the layer-wise path: a model of dense layers only (with
+ * fused activations).  All rows of the step pass through a layer at once, split across
+ * the threads by output rows or columns; the bits are those of the per-micro-batch path
+ * (gemm.h: no element depends on how the work is cut; sums over samples keep the
+ * micro-batches and the tree).  Models with dropout or standalone activations run one
+ * micro-batch per thread at a time. */
+int exec_layerwise(const Exec *e);
 
 /* The canonical tree over [lo, hi): node = T(lo, mid) + T(mid, hi), mid = lo + (hi-lo)/2.
  * For power-of-two counts this is adjacent pairs first: ((g0+g1)+(g2+g3)). Any N that is

@@ -59,3 +59,9 @@ void layer_setup(Layer *l)
         CHECK(!"unknown layer kind");
     }
 }
+
+size_t layer_scratch_floats(const Layer *l, int B)
+{
+    /* dense: x^T (in, B) and y^T (out, B) for the forward product */
+    return l->kind == LAYER_DENSE ? (size_t)B * (size_t)(l->in + l->out) : 0;
+}

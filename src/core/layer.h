@@ -3,7 +3,7 @@
  * Tensors are row-major float arrays; a layer maps x (B, in) to y (B, out) for a
  * micro-batch of B samples.  Parameters and gradients live in the model's flat slabs:
  * a layer knows only its offsets (ParamDesc.off) into them.  Forward and backward are
- * single-threaded (BLAS in one thread): the micro-batch is the unit of compute, so the
+ * single-threaded (gemm.h): the micro-batch is the unit of compute, so the
  * bits do not depend on threads or ranks (DESIGN.md §3).
  *
  * A dense layer may carry a fused activation (dense:512 relu -> one Layer, act = relu):
@@ -40,7 +40,10 @@ typedef struct {
     int accumulate;   /* backward: add this micro-batch's parameter gradients to grads
                          (each element: grads = grads + g, one rounding: the same bits as
                          computing g alone and adding) instead of overwriting them */
+    float *scratch;   /* per-thread scratch for the layer's own use (64-byte aligned), or */
+    size_t scratch_n; /* NULL: floats in it; layers allocate what is missing */
 } LayerCtx;
+
 
 typedef struct Layer Layer;
 
@@ -77,5 +80,29 @@ struct Layer {
 void layer_setup(Layer *l);
 
 const char *act_name(ActKind a);
+
+/* Dense layers, layer-wise (exec.c's path for models of dense layers only: the step's
+ * rt = nmb * R rows at once, work split by output rows or columns across threads).
+ * Every element gets the same operations as in forward/backward above, per micro-batch,
+ * so the bits are those of the per-micro-batch path:
+ *   dense_lw_forward:  rows [o0, o1) of yt (out, rt) = act(W xt + b), xt (in, rt) the
+ *                      input transposed; the same rows as columns of y (rt, out) (and of
+ *                      aux (rt, out), the pre-activation, for gelu)
+ *   dense_lw_act_grad: columns [c0, c1) of dy (rows, out) *= act'(y); sum[c] = the
+ *                      column sums over these rows in order (one micro-batch)
+ *   dense_lw_dw:       rows [o0, o1) of dW = tree over the nmb micro-batches of
+ *                      dy_k^T x_k (gemm_f32_tree), written into grads
+ *   dense_lw_dx:       columns [c0, c1) of dx (rt, in) = dy W */
+void dense_lw_forward(const Layer *l, const float *params, const float *xt, float *yt,
+                      float *y, float *aux, int rt, int o0, int o1);
+void dense_lw_act_grad(const Layer *l, float *dy, const float *y, const float *aux, int rows,
+                       int c0, int c1, float *sum);
+void dense_lw_dw(const Layer *l, const float *dy, const float *x, float *grads, int R, int nmb,
+                 int o0, int o1);
+void dense_lw_dx(const Layer *l, const float *params, const float *dy, float *dx, int rt,
+                 int c0, int c1);
+
+/* Floats of LayerCtx scratch a layer uses for B rows (exec provides the maximum). */
+size_t layer_scratch_floats(const Layer *l, int B);
 
 #endif

@@ -1,18 +1,20 @@
 /* layer_dense.c — fully connected layer with a fused activation.
  *
  *   forward:  y (B, out) = act(x (B, in) W^T + b), W (out, in) row-major, b (out):
- *             one sgemm (beta = 0), then one pass over y, still in cache, that adds b
- *             and applies act (gelu keeps the pre-activation z in aux (B, out))
+ *             y^T (out, B) = W x^T (gemm.h, on x transposed into scratch), transposed
+ *             back into y, then one pass over y, still in cache, that adds b and applies
+ *             act (gelu keeps the pre-activation z in aux (B, out))
  *   backward: one pass over dy: dy *= act'(.) in place and db = column sums of dy
  *             (rows added in order 0..B-1), then dW (out, in) = dy^T x and
- *             dx (B, in) = dy W (sgemm, beta = 0: overwritten, not accumulated).
+ *             dx (B, in) = dy W (overwritten, not accumulated).
  * relu' and tanh' are read from y (y > 0; 1 - y^2), gelu' from the kept z.
- * BLAS runs with the caller's thread setting; the executor sets one thread. */
-#include <cblas.h>
+ * Products by gemm_f32 (gemm.h): every element a chain of fma in a fixed order, so the
+ * bits are the same on every CPU; single-threaded (the micro-batch is the unit). */
 #include <stdlib.h>
 #include <string.h>
 
 #include "core/common.h"
+#include "core/gemm.h"
 #include "core/layer_impl.h"
 
 static void bias_act_row(ActKind act, float *restrict y, const float *restrict b,
@@ -42,13 +44,17 @@ static void bias_act_row(ActKind act, float *restrict y, const float *restrict b
 static void dense_forward(const Layer *l, const float *params, const float *x, float *y,
                           float *aux, int B, const LayerCtx *ctx)
 {
-    (void)ctx;
     CHECK(B >= 1);
     const int in = l->in, out = l->out;
     const float *w = params + l->params[0].off; /* (out, in) */
     const float *b = params + l->params[1].off; /* (out) */
-    cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, B, out, in, 1.0f, x, in, w, in,
-                0.0f, y, out);
+    size_t need = (size_t)B * (in + out);
+    float *xt = ctx && ctx->scratch_n >= need ? ctx->scratch : xaligned(need * sizeof(float));
+    float *yt = xt + (size_t)B * in;
+    gemm_transpose(B, in, x, in, xt, B);             /* xt (in, B) */
+    gemm_f32(out, B, in, w, in, 1, xt, B, yt, B, 0); /* yt (out, B) = W xt */
+    gemm_transpose(out, B, yt, B, y, out);           /* y (B, out) */
+    if (!(ctx && xt == ctx->scratch)) free(xt);
     for (int r = 0; r < B; r++)
         bias_act_row(l->act, y + (size_t)r * out, b,
                      l->act == ACT_GELU ? aux + (size_t)r * out : NULL, out);
@@ -90,7 +96,6 @@ static void dense_backward(const Layer *l, const float *params, const float *x,
                            const float *y, const float *aux, float *dy, float *dx,
                            float *grads, int B, const LayerCtx *ctx)
 {
-    (void)ctx;
     CHECK(B >= 1);
     const int in = l->in, out = l->out;
     const float *w = params + l->params[0].off; /* (out, in) */
@@ -109,13 +114,67 @@ static void dense_backward(const Layer *l, const float *params, const float *x,
         for (int j = 0; j < out; j++) db[j] = db[j] + s[j];
         if (s != dbuf) free(s);
     }
-    /* beta = 1 adds the product to dw; exec.c uses it only after checking on these
-     * shapes that OpenBLAS then gives the same bits as beta = 0 plus an addition */
-    cblas_sgemm(CblasRowMajor, CblasTrans, CblasNoTrans, out, in, B, 1.0f, dy, out, x, in,
-                acc ? 1.0f : 0.0f, dw, in);
-    if (dx)
-        cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, B, in, out, 1.0f, dy, out, w,
-                    in, 0.0f, dx, in);
+    /* dw (out, in) = dy^T x (or dw + dy^T x, one rounding per element) */
+    gemm_f32(out, in, B, dy, 1, out, x, in, dw, in, acc);
+    if (dx) gemm_f32(B, in, out, dy, out, 1, w, in, dx, in, 0); /* dx (B, in) = dy W */
+}
+
+/* ---------------------------------------------------------------- layer-wise */
+
+static void act_apply(ActKind act, float *v, int n)
+{
+    switch (act) {
+    case ACT_NONE: break;
+    case ACT_RELU: LAYER_LOOP(j, n, { v[j] = v[j] > 0.0f ? v[j] : 0.0f; }) break;
+    case ACT_TANH: for (int j = 0; j < n; j++) v[j] = tanhf(v[j]); break;
+    case ACT_GELU: for (int j = 0; j < n; j++) v[j] = layer_gelu(v[j]); break;
+    }
+}
+
+void dense_lw_forward(const Layer *l, const float *params, const float *xt, float *yt,
+                      float *y, float *aux, int rt, int o0, int o1)
+{
+    const int in = l->in, out = l->out, n = o1 - o0;
+    const float *w = params + l->params[0].off; /* (out, in) */
+    const float *b = params + l->params[1].off; /* (out) */
+    float *ytb = yt + (size_t)o0 * rt;
+    gemm_f32(n, rt, in, w + (size_t)o0 * in, in, 1, xt, rt, ytb, rt, 0);
+    for (int o = 0; o < n; o++) { /* z = y + b, as bias_act_row computes it */
+        float *row = ytb + (size_t)o * rt, bo = b[o0 + o];
+        LAYER_LOOP(c, rt, { row[c] = row[c] + bo; })
+    }
+    if (l->act == ACT_GELU) gemm_transpose(n, rt, ytb, rt, aux + o0, out); /* z, by rows */
+    for (int o = 0; o < n; o++) act_apply(l->act, ytb + (size_t)o * rt, rt);
+    gemm_transpose(n, rt, ytb, rt, y + o0, out);
+}
+
+void dense_lw_act_grad(const Layer *l, float *dy, const float *y, const float *aux, int rows,
+                       int c0, int c1, float *sum)
+{
+    const int out = l->out, n = c1 - c0;
+    memset(sum + c0, 0, (size_t)n * sizeof(float));
+    for (int r = 0; r < rows; r++) {
+        size_t o = (size_t)r * out + c0;
+        act_grad_colsum_row(l->act, dy + o, y + o, l->act == ACT_GELU ? aux + o : NULL, sum + c0, n);
+    }
+}
+
+void dense_lw_dw(const Layer *l, const float *dy, const float *x, float *grads, int R, int nmb,
+                 int o0, int o1)
+{
+    const int in = l->in, out = l->out;
+    float *dw = grads + l->params[0].off;
+    /* leaf k: rows [o0, o1) of dy_k^T x_k, dy_k = dy + k R out, x_k = x + k R in */
+    gemm_f32_tree(o1 - o0, in, R, nmb, dy + o0, 1, out, (ptrdiff_t)R * out, x, in,
+                  (ptrdiff_t)R * in, dw + (size_t)o0 * in, in);
+}
+
+void dense_lw_dx(const Layer *l, const float *params, const float *dy, float *dx, int rt,
+                 int c0, int c1)
+{
+    const int in = l->in, out = l->out;
+    const float *w = params + l->params[0].off;
+    gemm_f32(rt, c1 - c0, out, dy, out, 1, w + c0, in, dx + c0, in, 0);
 }
 
 const LayerOps layer_dense_ops = {"dense", dense_forward, dense_backward};

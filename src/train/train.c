@@ -5,7 +5,6 @@
  * message, never a hang.  The step loop is DESIGN.md §3. */
 #include "train/train.h"
 
-#include <cblas.h>
 #include <errno.h>
 #include <math.h>
 #include <sched.h>
@@ -15,6 +14,7 @@
 #include <unistd.h>
 
 #include "core/common.h"
+#include "core/gemm.h"
 #include "parallel/signals.h"
 #include "parallel/watchdog.h"
 #include "train/progress.h"
@@ -752,19 +752,12 @@ int train_main(int argc, char **argv)
                  "deterministic for this rank count but NOT bitwise equal to other rank counts "
                  "(that needs reduce = deterministic and a power-of-two rank count dividing "
                  "train.micro_batches)", t->world, t->M, c->parallel_reduce);
-    {
-        const char *auto_ct = getenv("MPITRAIN_BLAS_CORETYPE");
-        log_info("BLAS: OpenBLAS %s kernels%s", openblas_get_corename(),
-                 auto_ct && !strcmp(auto_ct, "auto")
-                     ? " (OPENBLAS_CORETYPE set by mpitrain: the library did not recognise "
-                       "this CPU and chose its generic kernels; MPITRAIN_BLAS_CORETYPE=keep "
-                       "to disable)"
-                     : "");
-    }
-    log_info("executor: %s", exec_pairs(t->exec)
-                                 ? "micro-batch pairs accumulated in BLAS (beta = 1; checked exact "
-                                   "on these shapes at start)"
-                                 : "one gradient slab per micro-batch");
+    log_info("compute: mpitrain gemm, %s kernels (fma chains in a fixed order: the same "
+             "bits on every CPU); %s", gemm_isa_name(),
+             exec_layerwise(t->exec) ? "layer-wise: all local rows through a layer at once, "
+                                       "dW formed along the micro-batch tree"
+             : exec_pairs(t->exec)   ? "per micro-batch, pairs accumulated into one gradient slab"
+                                     : "per micro-batch, one gradient slab each");
     log_info("run directory: %s", t->run_dir);
 
     watchdog_start(c->run_step_timeout_s, t->rank);

@@ -19,15 +19,21 @@
 #define M 8
 #define SPEC "dense:24 relu dropout:0.25 dense:16 gelu dense:5"
 
+/* dense layers only (the layer-wise path), widths that leave ragged tiles and several
+ * work items per layer */
+#define SPEC_DENSE "dense:100 relu dense:70 gelu dense:27 tanh dense:5"
+
 typedef struct {
     Model m;
     float *params, *x;
     int32_t *y;
+    int per_mb; /* force the per-micro-batch path */
 } Fixture;
 
-static void fixture(Fixture *f)
+static void fixture_spec(Fixture *f, const char *spec)
 {
-    assert_int_equal(model_build(&f->m, SPEC, IN, 5), 0);
+    memset(f, 0, sizeof *f);
+    assert_int_equal(model_build(&f->m, spec, IN, 5), 0);
     f->params = xaligned(f->m.nparams * sizeof(float));
     model_init_params(&f->m, f->params, INIT_HE, 11);
     f->x = xaligned((size_t)B * IN * sizeof(float));
@@ -36,6 +42,8 @@ static void fixture(Fixture *f)
     for (int i = 0; i < B * IN; i++) f->x[i] = rng_normal(key, (uint64_t)i);
     for (int i = 0; i < B; i++) f->y[i] = (int32_t)(rng_u32(key, 100000 + (uint64_t)i) % 5);
 }
+
+static void fixture(Fixture *f) { fixture_spec(f, SPEC); }
 
 static void fixture_free(Fixture *f)
 {
@@ -49,11 +57,14 @@ static void fixture_free(Fixture *f)
 static float *grad_of(Fixture *f, int mb_lo, int mb_hi, int threads, double *loss)
 {
     int R = B / M, n = mb_hi - mb_lo;
-    ExecConf c = {.threads = threads, .mb_rows = R, .nmb = n};
+    ExecConf c = {.threads = threads, .mb_rows = R, .nmb = n, .per_mb = f->per_mb};
     Exec *e = exec_create(&f->m, &c);
-    /* both paths are exercised: pairs accumulated in BLAS (T <= n/2, n a power of two)
-     * and one slab per micro-batch (T = 5 of 8) */
-    if (n == M && threads == 1) assert_int_equal(exec_pairs(e), exec_blas_accumulates_exactly(&f->m, R));
+    int dense_only = 1;
+    for (int l = 0; l < f->m.nlayers; l++) dense_only &= f->m.layers[l].kind == LAYER_DENSE;
+    assert_int_equal(exec_layerwise(e), !f->per_mb && dense_only);
+    /* both paths are exercised: pairs accumulated into one slab (T <= n/2, n a power of
+     * two) and one slab per micro-batch (T = 5 of 8) */
+    if (n == M && threads == 1 && !exec_layerwise(e)) assert_int_equal(exec_pairs(e), 1);
     if (n == M && threads == 5) assert_int_equal(exec_pairs(e), 0);
     float *g = xaligned(f->m.nparams * sizeof(float));
     double mbl[M];
@@ -176,15 +187,81 @@ static void test_eval_chunks(void **state)
     fixture_free(&f);
 }
 
-/* On these machines' OpenBLAS the pair mode is available (so the test above compares the
- * two paths); if a BLAS update breaks exactness the executor falls back, and this says so. */
-static void test_blas_pairs_available(void **state)
+/* The layer-wise path (dense-only models) gives the per-micro-batch path's bits: the
+ * gradient and the losses, for any thread count and number of micro-batches (1 .. 8,
+ * odd ones included), and rank splits still reproduce the one-rank gradient. */
+static void test_layerwise_same_bits(void **state)
 {
     (void)state;
     Fixture f;
-    fixture(&f);
-    if (!exec_blas_accumulates_exactly(&f.m, B / M))
-        print_message("note: this BLAS does not accumulate exactly; pair mode is off\n");
+    fixture_spec(&f, SPEC_DENSE);
+    size_t P = f.m.nparams;
+    for (int n = 1; n <= M; n++) {
+        if (M % n) continue;
+        f.per_mb = 1;
+        double lref, l;
+        float *ref = grad_of(&f, 0, n, 1, &lref);
+        f.per_mb = 0;
+        for (int T = 1; T <= 3; T++) {
+            float *g = grad_of(&f, 0, n, T, &l);
+            assert_memory_equal(ref, g, P * sizeof(float));
+            assert_memory_equal(&lref, &l, sizeof(double));
+            free(g);
+        }
+        free(ref);
+    }
+    /* 3 micro-batches (not a power of two) */
+    f.per_mb = 1;
+    float *ref = grad_of(&f, 0, 3, 2, NULL);
+    f.per_mb = 0;
+    float *g = grad_of(&f, 0, 3, 2, NULL);
+    assert_memory_equal(ref, g, P * sizeof(float));
+    free(ref);
+    free(g);
+    /* two ranks of M/2 micro-batches, summed, equal one rank of M */
+    ref = grad_of(&f, 0, M, 2, NULL);
+    float *g0 = grad_of(&f, 0, M / 2, 2, NULL), *g1 = grad_of(&f, M / 2, M, 1, NULL);
+    for (size_t i = 0; i < P; i++) g0[i] = g0[i] + g1[i];
+    assert_memory_equal(ref, g0, P * sizeof(float));
+    free(ref);
+    free(g0);
+    free(g1);
+    fixture_free(&f);
+}
+
+/* Layer-wise: ready callbacks in backward order, tiling the slab; the chunk hook sees
+ * every element exactly once, after the gradient is final. */
+static void count_chunk(void *arg, size_t lo, size_t hi)
+{
+    int *cnt = arg;
+    for (size_t i = lo; i < hi; i++) __atomic_add_fetch(&cnt[i], 1, __ATOMIC_RELAXED);
+}
+
+static void test_layerwise_ready_and_hook(void **state)
+{
+    (void)state;
+    Fixture f;
+    fixture_spec(&f, SPEC_DENSE);
+    for (int T = 1; T <= 3; T++) {
+        ExecConf c = {.threads = T, .mb_rows = B / M, .nmb = M};
+        Exec *e = exec_create(&f.m, &c);
+        assert_true(exec_layerwise(e));
+        float *g = xaligned(f.m.nparams * sizeof(float));
+        double mbl[M];
+        Seen s = {0};
+        exec_train(e, f.params, f.x, f.y, 3, 9, 0, 1.0f / B, g, mbl, NULL, on_ready, on_poll, &s);
+        assert_int_equal(s.n, 4);
+        assert_true(s.hi[0] == f.m.nparams);
+        for (int i = 1; i < s.n; i++) assert_true(s.hi[i] == s.lo[i - 1]);
+        assert_true(s.lo[s.n - 1] == 0);
+        int *cnt = xcalloc(f.m.nparams, sizeof(int));
+        exec_set_chunk_hook(e, count_chunk, cnt);
+        exec_train(e, f.params, f.x, f.y, 3, 9, 0, 1.0f / B, g, mbl, NULL, NULL, NULL, NULL);
+        for (size_t i = 0; i < f.m.nparams; i++) assert_int_equal(cnt[i], 1);
+        free(cnt);
+        free(g);
+        exec_destroy(e);
+    }
     fixture_free(&f);
 }
 
@@ -206,8 +283,9 @@ int main(void)
         cmocka_unit_test(test_rank_split_bits),
         cmocka_unit_test(test_ready_order),
         cmocka_unit_test(test_eval_chunks),
+        cmocka_unit_test(test_layerwise_same_bits),
+        cmocka_unit_test(test_layerwise_ready_and_hook),
         cmocka_unit_test(test_tree_sum_f64),
-        cmocka_unit_test(test_blas_pairs_available),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }

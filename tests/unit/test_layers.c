@@ -14,7 +14,6 @@
 #include <stdint.h>
 #include <cmocka.h>
 
-#include <cblas.h>
 #include <math.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -309,7 +308,7 @@ static void test_dense_backward_without_dx(void **state)
 }
 
 /* The same micro-batch gives the same bits whether computed first, after others, or
- * again: each micro-batch is one sgemm call of the same shape (DESIGN.md §3). */
+ * again: each micro-batch is one gemm_f32 call of the same shape (DESIGN.md §3). */
 static void test_dense_forward_repeatable(void **state)
 {
     (void)state;
@@ -453,7 +452,6 @@ static void test_setup_and_names(void **state)
 
 int main(void)
 {
-    openblas_set_num_threads(1);
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_setup_and_names),
         cmocka_unit_test(test_dense_forward_values),
