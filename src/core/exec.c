@@ -45,7 +45,7 @@ typedef struct {
 #define LW_FW_ROWS 24  /* output rows per forward item */
 #define LW_DW_ROWS 24  /* dW rows per item */
 #define LW_DX_COLS 64  /* dx columns per item */
-#define LW_COLS 64     /* activation-gradient columns per item */
+#define LW_COLS LW_DX_COLS /* activation-gradient columns per item (= dx strips) */
 
 struct Exec {
     const Model *m;
@@ -345,6 +345,21 @@ static void lw_tree_cols(float *v, size_t stride, int lo, int hi, int c0, int c1
     for (int c = c0; c < c1; c++) dst[c] = a[c] + b[c];
 }
 
+/* Columns [c0, c1) of layer l's output gradient dy (rt, out): dy *= act'(y); the bias
+ * gradient of each micro-batch (rows in order), then their tree into grads. */
+static void lw_act_grad_cols(Exec *e, int l, float *dy, int c0, int c1)
+{
+    const Layer *ly = &e->m->layers[l];
+    const int out = ly->out, R = e->c.mb_rows, nmb = e->c.nmb;
+    LayerWise *w = &e->w;
+    for (int k = 0; k < nmb; k++) {
+        size_t o = (size_t)k * R * out;
+        dense_lw_act_grad(ly, dy + o, w->act[l + 1] + o, w->aux[l] ? w->aux[l] + o : NULL, R, c0,
+                          c1, w->dbm + (size_t)k * out);
+    }
+    lw_tree_cols(w->dbm, (size_t)out, 0, nmb, c0, c1, e->grads + ly->params[1].off);
+}
+
 static void train_lw(Exec *e, int tid, Driver *d)
 {
     const Model *m = e->m;
@@ -381,19 +396,17 @@ static void train_lw(Exec *e, int tid, Driver *d)
     for (int l = L - 1; l >= 0; l--) {
         const Layer *ly = &m->layers[l];
         const int out = ly->out, in = ly->in;
-        float *db = e->grads + ly->params[1].off;
-        /* A: dy *= act', the bias gradient per micro-batch, then its tree */
-        int na = (out + LW_COLS - 1) / LW_COLS;
-        for (int i; (i = lw_claim(e, ph)) < na;) {
-            int c0 = i * LW_COLS, c1 = MT_MIN(out, c0 + LW_COLS);
-            for (int k = 0; k < nmb; k++)
-                dense_lw_act_grad(ly, dy + (size_t)k * R * out, w->act[l + 1] + (size_t)k * R * out,
-                                  w->aux[l] ? w->aux[l] + (size_t)k * R * out : NULL, R, c0, c1,
-                                  w->dbm + (size_t)k * out);
-            lw_tree_cols(w->dbm, (size_t)out, 0, nmb, c0, c1, db);
+        /* A (the top layer only; below, each dx strip does it for its columns): dy *=
+         * act', the bias gradient per micro-batch, then its tree */
+        if (l == L - 1) {
+            int na = (out + LW_COLS - 1) / LW_COLS;
+            for (int i; (i = lw_claim(e, ph)) < na;) {
+                int c0 = i * LW_COLS, c1 = MT_MIN(out, c0 + LW_COLS);
+                lw_act_grad_cols(e, l, dy, c0, c1);
+            }
+            ph++;
+            lw_barrier(e, d);
         }
-        ph++;
-        lw_barrier(e, d);
         /* B: dx column strips first, then dW row tiles (tree over micro-batches).  A dW
          * tile's optimizer update (chunk hook) waits until every dx strip, which reads W,
          * is finished. */
@@ -405,6 +418,7 @@ static void train_lw(Exec *e, int tid, Driver *d)
                 int c0 = i * LW_DX_COLS, c1 = MT_MIN(in, c0 + LW_DX_COLS);
                 dense_lw_dx(ly, e->params, dy, dx, rt, c0, c1);
                 atomic_fetch_add_explicit(&w->dx_done[l], 1, memory_order_acq_rel);
+                lw_act_grad_cols(e, l - 1, dx, c0, c1); /* the layer below's step A */
             } else {
                 int o0 = (i - ndx) * LW_DW_ROWS, o1 = MT_MIN(out, o0 + LW_DW_ROWS);
                 dense_lw_dw(ly, dy, w->act[l], e->grads, R, nmb, o0, o1);
@@ -557,7 +571,7 @@ Exec *exec_create(const Model *m, const ExecConf *c)
         size_t wd = MT_MAX(m->max_width, (size_t)m->in_dim);
         for (int i = 0; i < 2; i++) w->dy[i] = xaligned((size_t)e->rt * wd * sizeof(float));
         w->dbm = xaligned((size_t)c->nmb * wd * sizeof(float));
-        w->nphase = 3 * L + 2;
+        w->nphase = 2 * L + 2;
         w->ctr = xcalloc(w->nphase, sizeof(atomic_int));
         w->dx_done = xcalloc(L, sizeof(atomic_int));
         /* no per-micro-batch slabs */

@@ -52,7 +52,9 @@ static void gemm_c(int m, int n, int k, const float *a, ptrdiff_t rsa, ptrdiff_t
  * this many rows ahead (dx = dy W: each p reads a new row of W).  Measured: +20-25 % on
  * that shape, -5 % where B's rows are adjacent, so only there. */
 #define GEMM_PF 16
+#ifndef GEMM_PF_LDB
 #define GEMM_PF_LDB 256
+#endif
 
 __attribute__((target("avx512f"))) static GEMM_ALWAYS_INLINE void
 tile512(const int mr, const int pf, int k, const float *a, ptrdiff_t rsa, ptrdiff_t csa, const float *b,
