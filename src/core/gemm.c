@@ -57,7 +57,7 @@ static void gemm_c(int m, int n, int k, const float *a, ptrdiff_t rsa, ptrdiff_t
 #endif
 
 __attribute__((target("avx512f"))) static GEMM_ALWAYS_INLINE void
-tile512(const int mr, const int pf, int k, const float *a, ptrdiff_t rsa, ptrdiff_t csa, const float *b,
+tile512(const int mr, const int pf, const int full, int k, const float *a, ptrdiff_t rsa, ptrdiff_t csa, const float *b,
         ptrdiff_t ldb, float *c, ptrdiff_t ldc, __mmask16 m0, __mmask16 m1, int accumulate)
 {
     __m512 c0[MR512], c1[MR512];
@@ -69,7 +69,8 @@ tile512(const int mr, const int pf, int k, const float *a, ptrdiff_t rsa, ptrdif
             _mm_prefetch((const char *)(bp + GEMM_PF * ldb), _MM_HINT_T0);
             _mm_prefetch((const char *)(bp + GEMM_PF * ldb + 16), _MM_HINT_T0);
         }
-        __m512 b0 = _mm512_maskz_loadu_ps(m0, bp), b1 = _mm512_maskz_loadu_ps(m1, bp + 16);
+        __m512 b0 = full ? _mm512_loadu_ps(bp) : _mm512_maskz_loadu_ps(m0, bp);
+        __m512 b1 = full ? _mm512_loadu_ps(bp + 16) : _mm512_maskz_loadu_ps(m1, bp + 16);
         const float *ap = a + (ptrdiff_t)p * csa;
 #pragma GCC unroll 12
         for (int r = 0; r < mr; r++) {
@@ -85,8 +86,13 @@ tile512(const int mr, const int pf, int k, const float *a, ptrdiff_t rsa, ptrdif
             c0[r] = _mm512_add_ps(_mm512_maskz_loadu_ps(m0, cr), c0[r]);
             c1[r] = _mm512_add_ps(_mm512_maskz_loadu_ps(m1, cr + 16), c1[r]);
         }
-        _mm512_mask_storeu_ps(cr, m0, c0[r]);
-        _mm512_mask_storeu_ps(cr + 16, m1, c1[r]);
+        if (full) {
+            _mm512_storeu_ps(cr, c0[r]);
+            _mm512_storeu_ps(cr + 16, c1[r]);
+        } else {
+            _mm512_mask_storeu_ps(cr, m0, c0[r]);
+            _mm512_mask_storeu_ps(cr + 16, m1, c1[r]);
+        }
     }
 }
 
@@ -94,7 +100,7 @@ __attribute__((target("avx512f"))) static void
 gemm_avx512(int m, int n, int k, const float *a, ptrdiff_t rsa, ptrdiff_t csa,
             const float *b, ptrdiff_t ldb, float *c, ptrdiff_t ldc, int accumulate)
 {
-    const int pf = ldb >= GEMM_PF_LDB && k >= 2 * GEMM_PF;
+    const int pf = ldb >= GEMM_PF_LDB && k >= 4 * GEMM_PF;
     for (int j0 = 0; j0 < n; j0 += 32) {
         int nj = n - j0;
         __mmask16 m0 = nj >= 16 ? 0xFFFF : (__mmask16)((1u << nj) - 1u);
@@ -106,8 +112,9 @@ gemm_avx512(int m, int n, int k, const float *a, ptrdiff_t rsa, ptrdiff_t csa,
             switch (m - i0 >= MR512 ? MR512 : m - i0) {
 #define T512(R)                                                                           \
     case R:                                                                               \
-        if (pf) tile512(R, 1, k, ai, rsa, csa, bj, ldb, cij, ldc, m0, m1, accumulate);    \
-        else tile512(R, 0, k, ai, rsa, csa, bj, ldb, cij, ldc, m0, m1, accumulate);       \
+        if (nj < 32) tile512(R, 0, 0, k, ai, rsa, csa, bj, ldb, cij, ldc, m0, m1, accumulate); \
+        else if (pf) tile512(R, 1, 1, k, ai, rsa, csa, bj, ldb, cij, ldc, m0, m1, accumulate); \
+        else tile512(R, 0, 1, k, ai, rsa, csa, bj, ldb, cij, ldc, m0, m1, accumulate);    \
         break;
             T512(12) T512(11) T512(10) T512(9) T512(8) T512(7)
             T512(6) T512(5) T512(4) T512(3) T512(2) T512(1)
