@@ -18,9 +18,10 @@ mkdir -p "$R"
 export OMPI_ALLOW_RUN_AS_ROOT=1 OMPI_ALLOW_RUN_AS_ROOT_CONFIRM=1 OMPI_MCA_rmaps_base_oversubscribe=1
 export OPENBLAS_NUM_THREADS_SAVED=${OPENBLAS_NUM_THREADS:-}
 unset OPENBLAS_NUM_THREADS
-# Both sides always use the same BLAS kernels (OPENBLAS_CORETYPE exported to mpitrain and
-# PyTorch alike).  With OPENBLAS_CORETYPE set, that setting only; otherwise each kernel
-# family the CPU supports: SkylakeX (AVX-512) and Haswell (AVX2).
+# mpitrain computes with its own kernels (src/core/gemm.c); PyTorch and the SGEMM reference
+# use OpenBLAS, measured under each kernel family the CPU supports (SkylakeX = AVX-512,
+# Haswell = AVX2; OpenBLAS 0.3.21 itself picks the slow Prescott on some current CPUs), or
+# only OPENBLAS_CORETYPE when it is set.  PyTorch's best is the reference.
 if [ -n "${OPENBLAS_CORETYPE:-}" ]; then KERNELS=("$OPENBLAS_CORETYPE")
 else KERNELS=(); grep -qw avx512f /proc/cpuinfo && KERNELS+=(SkylakeX); grep -qw avx2 /proc/cpuinfo && KERNELS+=(Haswell)
      [ ${#KERNELS[@]} -eq 0 ] && KERNELS=(Prescott); fi
@@ -42,62 +43,69 @@ ours() { local np=$1 m=$2 th=$3
     grep '"kind":"train"' "$TMP/run/metrics.jsonl" | tail -n +2 | sed 's/.*"samples_per_s":\([0-9.]*\).*/\1/' | median
 }
 
-echo "impl_blas,setting,rows,threads,gflops_median" | sed 's/impl_blas/blas/' > "$R/gemm.csv"
-echo "blas,impl,ranks,threads_per_rank,micro_batches,samples_per_s_median,reps,gflops,frac_of_gemm,vs_pytorch_best,vs_pytorch_ddp" > "$R/train-throughput.csv"
-: > "$TMP/torch-best.txt"
-for OPENBLAS_CORETYPE in "${KERNELS[@]}"; do
-export OPENBLAS_CORETYPE
-echo "######## BLAS kernels: OPENBLAS_CORETYPE=$OPENBLAS_CORETYPE"
+# GEMM rates of the MLP's training shapes: mpitrain's own kernels (gemm.h; no OpenBLAS
+# involved), and OpenBLAS under each kernel family (micro-batches, and PyTorch's way)
 echo "== GEMM rate of the MLP's shapes (784-512-512-10, batch 128)"
-{ echo "setting,rows,threads,gflops"
-  for i in $(seq 1 3); do
-      $BIN bench gemm --micro-batches 4 --threads 2 --seconds 2 | tail -n +2
-      $BIN bench gemm --micro-batches 2 --threads 2 --seconds 2 | sed -n 2p
-  done; } > "$TMP/gemm.csv"
-awk -F, 'NR>1 {print $1","$2","$3}' "$TMP/gemm.csv" | sort -u | while IFS=, read s r t; do
-    g=$(awk -F, -v s="$s" -v r="$r" -v t="$t" '$1==s && $2==r && $3==t {print $4}' "$TMP/gemm.csv" | median)
-    echo "$s,$r,$t,$g"; done | sort > "$TMP/gemm.med"
-sed "s/^/$OPENBLAS_CORETYPE,/" "$TMP/gemm.med" >> "$R/gemm.csv"
-gemm_of() { awk -F, -v s="$1" -v r="$2" '$1==s && $2==r {print $4}' "$TMP/gemm.med"; }
+echo "blas,setting,rows,threads,gflops_median" > "$R/gemm.csv"
+for OPENBLAS_CORETYPE in "${KERNELS[@]}"; do
+    export OPENBLAS_CORETYPE
+    { for i in 1 2 3; do $BIN bench gemm --micro-batches 4 --threads 2 --seconds 2 | tail -n +2; done; } > "$TMP/gemm.$OPENBLAS_CORETYPE"
+done
+unset OPENBLAS_CORETYPE
+cat "$TMP"/gemm.* | awk -F, '{print $1","$2","$3}' | sort -u | while IFS=, read s r t; do
+    for k in "${KERNELS[@]}"; do
+        [ "$s" = mpitrain ] && [ "$k" != "${KERNELS[0]}" ] && continue
+        g=$(awk -F, -v s="$s" -v r="$r" -v t="$t" '$1==s && $2==r && $3==t {print $4}' "$TMP/gemm.$k" | median)
+        if [ "$s" = mpitrain ]; then
+            # its rows from every kernel family's run (OpenBLAS does not touch it)
+            g=$(cat "$TMP"/gemm.* | awk -F, -v s="$s" -v r="$r" -v t="$t" '$1==s && $2==r && $3==t {print $4}' | median)
+            echo "mpitrain-gemm,$s,$r,$t,$g"
+        else echo "$k,$s,$r,$t,$g"; fi
+    done; done >> "$R/gemm.csv"
+cat "$R/gemm.csv"
+own_gemm=$(awk -F, '$2=="mpitrain" {print $5}' "$R/gemm.csv")
+sgemm_best=$(awk -F, '$2=="openblas" {print $5}' "$R/gemm.csv" | sort -g | tail -n 1)
 
-
-: > "$TMP/tp.csv"
 echo "== training throughput, $REPS interleaved repetitions"
-echo "   (PyTorch: each of its thread settings every repetition; its best median is the reference)"
-
+echo "   (PyTorch: each thread setting under each OpenBLAS kernel family, every repetition;"
+echo "    the best median is the reference.  mpitrain does not use OpenBLAS.)"
+: > "$TMP/tp.csv"
 torch_run() { $PY scripts/bench_torch.py mlp --data "$DATA" --warmup 30 --steps 400 --repeats 1 "$@" 2>/dev/null | tail -n 1 | cut -d, -f4; }
 for i in $(seq 1 "$REPS"); do
-    echo "mpitrain,1,2,4,$(ours 1 4 2)" >> "$TMP/tp.csv"
-    echo "mpitrain,1,2,2,$(ours 1 2 2)" >> "$TMP/tp.csv"
-    echo "mpitrain,2,1,2,$(ours 2 2 1)" >> "$TMP/tp.csv"
-    echo "mpitrain,2,1,4,$(ours 2 4 1)" >> "$TMP/tp.csv"
-    echo "mpitrain,4,1,4,$(ours 4 4 1)" >> "$TMP/tp.csv"
-    echo "pytorch-set_num_threads1,1,1,1,$(torch_run --threads 1)" >> "$TMP/tp.csv"
-    echo "pytorch-set_num_threads2,1,2,1,$(torch_run --threads 2)" >> "$TMP/tp.csv"
-    echo "pytorch-openblas1,1,1,1,$(torch_run --threads 1 --openblas-threads 1)" >> "$TMP/tp.csv"
-    d=$($PY scripts/bench_torch.py ddp --data "$DATA" --nproc 2 --repeats 1 2>/dev/null | tail -n 1 | cut -d, -f4)
-    echo "pytorch-ddp-gloo,2,1,1,$d" >> "$TMP/tp.csv"
-    tail -n 9 "$TMP/tp.csv" | cut -d, -f1,2,4,5 | tr '\n' ' '; echo
+    echo "mpitrain,mpitrain-gemm,1,2,4,$(ours 1 4 2)" >> "$TMP/tp.csv"
+    echo "mpitrain,mpitrain-gemm,1,2,2,$(ours 1 2 2)" >> "$TMP/tp.csv"
+    echo "mpitrain,mpitrain-gemm,2,1,4,$(ours 2 4 1)" >> "$TMP/tp.csv"
+    echo "mpitrain,mpitrain-gemm,2,1,2,$(ours 2 2 1)" >> "$TMP/tp.csv"
+    echo "mpitrain,mpitrain-gemm,4,1,4,$(ours 4 4 1)" >> "$TMP/tp.csv"
+    for k in "${KERNELS[@]}"; do
+        export OPENBLAS_CORETYPE=$k
+        echo "pytorch-set_num_threads1,$k,1,1,1,$(torch_run --threads 1)" >> "$TMP/tp.csv"
+        echo "pytorch-set_num_threads2,$k,1,2,1,$(torch_run --threads 2)" >> "$TMP/tp.csv"
+        echo "pytorch-openblas1,$k,1,1,1,$(torch_run --threads 1 --openblas-threads 1)" >> "$TMP/tp.csv"
+        d=$($PY scripts/bench_torch.py ddp --data "$DATA" --nproc 2 --repeats 1 2>/dev/null | tail -n 1 | cut -d, -f4)
+        echo "pytorch-ddp-gloo,$k,2,1,1,$d" >> "$TMP/tp.csv"
+        unset OPENBLAS_CORETYPE
+    done
+    echo "rep $i: $(tail -n $((5 + 4 * ${#KERNELS[@]})) "$TMP/tp.csv" | cut -d, -f1-3,5,6 | tr '\n' ' ')"
 done
-best_impl=""; torch_med=0
-for impl in pytorch-set_num_threads1 pytorch-set_num_threads2 pytorch-openblas1; do
-    m=$(grep "^$impl," "$TMP/tp.csv" | cut -d, -f5 | median)
-    if awk -v a="$m" -v b="$torch_med" 'BEGIN{exit !(a > b)}'; then torch_med=$m; best_impl=$impl; fi
-done
-echo "PyTorch best setting: $best_impl ($torch_med samples/s median)"
+# medians per configuration
+cut -d, -f1-5 "$TMP/tp.csv" | sort -u | while IFS=, read impl blas np th m; do
+    med=$(awk -F, -v a="$impl" -v k="$blas" -v b="$np" -v c="$th" -v d="$m" '$1==a&&$2==k&&$3==b&&$4==c&&$5==d {print $6}' "$TMP/tp.csv" | median)
+    echo "$impl,$blas,$np,$th,$m,$med"; done > "$TMP/tp.med"
+best=$(grep '^pytorch-\(set\|openblas\)' "$TMP/tp.med" | sort -t, -k6 -g | tail -n 1)
+torch_med=$(echo "$best" | cut -d, -f6)
+ddp_med=$(grep '^pytorch-ddp' "$TMP/tp.med" | cut -d, -f6 | sort -g | tail -n 1)
+echo "PyTorch best single-process setting: $(echo "$best" | cut -d, -f1,2) ($torch_med samples/s median)"
+echo "PyTorch best: $(echo "$best" | cut -d, -f1) under OpenBLAS $(echo "$best" | cut -d, -f2) kernels" > "$TMP/torch-best.txt"
 FLOP=3211264   # real FLOP of one training sample of the 784-512-512-10 MLP (no dX for layer 0)
-ddp_med=$(grep "^pytorch-ddp" "$TMP/tp.csv" | cut -d, -f5 | median)
-{ cut -d, -f1-4 "$TMP/tp.csv" | sort -u | while IFS=, read impl np th m; do
-      med=$(awk -F, -v a="$impl" -v b="$np" -v c="$th" -v d="$m" '$1==a&&$2==b&&$3==c&&$4==d {print $5}' "$TMP/tp.csv" | median)
-      gf=$(awk -v s="$med" -v f=$FLOP 'BEGIN{printf "%.1f", s*f/1e9}')
-      ref=$(gemm_of microbatch $((128 / m))); [ "$impl" != mpitrain ] && ref=$(gemm_of openblas 128)
-      frac=$(awk -v g="$gf" -v r="$ref" 'BEGIN{ if (r>0) printf "%.2f", g/r; else print "nan"}')
-      echo "$OPENBLAS_CORETYPE,$impl,$np,$th,$m,$med,$REPS,$gf,$frac,$(awk -v a="$med" -v b="$torch_med" 'BEGIN{printf "%.2f", a/b}'),$(awk -v a="$med" -v b="$ddp_med" 'BEGIN{printf "%.2f", a/b}')"
-  done; } >> "$R/train-throughput.csv"
-echo "PyTorch best ($OPENBLAS_CORETYPE): $best_impl" >> "$TMP/torch-best.txt"
-done
-cat "$R/gemm.csv" "$R/train-throughput.csv"
-unset OPENBLAS_CORETYPE
+echo "impl,blas,ranks,threads_per_rank,micro_batches,samples_per_s_median,reps,gflops,frac_of_sgemm,frac_of_own_gemm,vs_pytorch_best,vs_pytorch_ddp" > "$R/train-throughput.csv"
+while IFS=, read impl blas np th m med; do
+    gf=$(awk -v s="$med" -v f=$FLOP 'BEGIN{printf "%.1f", s*f/1e9}')
+    fs=$(awk -v g="$gf" -v r="$sgemm_best" 'BEGIN{ if (r>0) printf "%.2f", g/r; else print "nan"}')
+    fo=nan; [ "$impl" = mpitrain ] && fo=$(awk -v g="$gf" -v r="$own_gemm" 'BEGIN{ if (r>0) printf "%.2f", g/r; else print "nan"}')
+    echo "$impl,$blas,$np,$th,$m,$med,$REPS,$gf,$fs,$fo,$(awk -v a="$med" -v b="$torch_med" 'BEGIN{printf "%.2f", a/b}'),$(awk -v a="$med" -v b="$ddp_med" 'BEGIN{printf "%.2f", a/b}')"
+done < "$TMP/tp.med" >> "$R/train-throughput.csv"
+cat "$R/train-throughput.csv"
 
 
 export OPENBLAS_CORETYPE=${KERNELS[0]}

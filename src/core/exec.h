@@ -2,15 +2,22 @@
  * on a pool of worker threads, and the canonical tree sum of their gradients.
  *
  * DESIGN.md §3: the micro-batch is the unit of compute.  Each micro-batch's forward and
- * backward is computed by single-threaded BLAS calls of the same shapes whatever the
- * number of threads or ranks, into its own gradient buffer; the rank's gradient is the
- * sum of its micro-batch gradients along the canonical tree (exec_tree_mid), so it is a
- * subtree of the global tree and the bits depend on nothing but (params, data).
+ * backward gives the bits of single-threaded products (gemm.h: every element one fma
+ * chain in a fixed order) whatever the number of threads or ranks; the rank's gradient
+ * is the sum of its micro-batch gradients along the canonical tree (exec_tree_mid), so
+ * it is a subtree of the global tree and the bits depend on nothing but (params, data).
  *
- * Threads: `threads` workers including the calling thread.  Micro-batch k of the rank
- * runs on thread k % threads.  As soon as every local micro-batch has finished the
- * backward of a layer, that layer's gradient range is tree-summed (by the thread that
- * finished it last) and reported through `ready` — always on the calling thread (the
+ * Two paths with the same bits (tests/unit/test_exec.c checks it):
+ *  - layer-wise (models of dense layers only; exec_layerwise): every local row goes
+ *    through a layer at once, the layer's work cut across the threads by output rows or
+ *    columns, dW formed along the micro-batch tree without per-micro-batch slabs;
+ *  - per micro-batch (any model): micro-batch k runs on thread k % threads, each into its
+ *    own gradient slab (or a pair's shared slab), tree-summed per layer.
+ *
+ * Threads: `threads` workers including the calling thread.  As soon as the rank's
+ * gradient of a layer is final (per micro-batch: once every local micro-batch has
+ * finished the layer's backward, its range is tree-summed), it is reported through
+ * `ready` — always on the calling thread (the
  * "driver"), in backward order, so that src/parallel can start reducing a bucket while
  * earlier layers still compute (MPI_THREAD_FUNNELED is enough).  `poll` is called on the
  * driver between its own layer computations, so non-blocking collectives progress. */
@@ -35,7 +42,7 @@ typedef struct {
 } ExecConf;
 
 /* Allocate per-thread activation buffers and per-micro-batch gradient buffers; start
- * threads-1 worker threads; set OpenBLAS to one thread.  Never fails (allocation
+ * threads-1 worker threads.  Never fails (allocation
  * failure aborts with the size). The model must outlive the Exec. */
 Exec *exec_create(const Model *m, const ExecConf *c);
 void exec_destroy(Exec *e);

@@ -4,10 +4,13 @@
  *   mpitrain bench gemm [--layers SPEC] [--in-dim N] [--batch B] [--micro-batches M]
  *                       [--threads T] [--seconds S]
  * For every dense layer (in -> out) and R rows: forward X·Wᵀ (R,in)x(in,out), dW = dYᵀ·X,
- * dX = dY·W (not for the first layer): 2·R·in·out FLOP each.  Two settings, both on T
- * cores, both printed as CSV (setting,rows,threads,gflops):
- *   microbatch : T threads, each running 1-thread sgemm on R = B/M rows (how mpitrain computes)
- *   openblas   : one caller, OpenBLAS with T threads on R = B rows (how PyTorch computes) */
+ * dX = dY·W (not for the first layer): 2·R·in·out FLOP each.  Three settings, all on T
+ * cores, printed as CSV (setting,rows,threads,gflops):
+ *   mpitrain   : T threads, each running mpitrain's gemm (gemm.h) on R = B/T rows, the
+ *                products as the dense layer forms them (forward as W·Xᵀ)
+ *   microbatch : T threads, each running 1-thread OpenBLAS sgemm on R = B/M rows
+ *   openblas   : one caller, OpenBLAS with T threads on R = B rows (how PyTorch computes;
+ *                the reference "single-process SGEMM rate of the same shapes") */
 #include <cblas.h>
 #include <pthread.h>
 #include <stdio.h>
@@ -15,11 +18,13 @@
 #include <string.h>
 
 #include "core/common.h"
+#include "core/gemm.h"
 #include "core/model.h"
 
 typedef struct {
     const Model *m;
     int rows;
+    int own;        /* 1: gemm.h, 0: OpenBLAS */
     double seconds;
     double flop;    /* out: FLOP done */
     double elapsed; /* out */
@@ -39,12 +44,20 @@ static double model_gemm_flop(const Model *m, int rows)
     return f;
 }
 
-static void run_gemms(const Model *m, int rows, float **x, float **w, float **y, float **dw)
+static void run_gemms(const Model *m, int rows, int own, float **x, float **w, float **y, float **dw)
 {
     int first = 1;
     for (int l = 0; l < m->nlayers; l++) {
         const Layer *L = &m->layers[l];
         if (L->kind != LAYER_DENSE) continue;
+        if (own) {
+            /* yᵀ (out, R) = W xᵀ; dW = dyᵀ x; dx = dy W (x doubles as xᵀ: same size) */
+            gemm_f32(L->out, rows, L->in, w[l], L->in, 1, x[l], rows, y[l], rows, 0);
+            gemm_f32(L->out, L->in, rows, y[l], 1, L->out, x[l], L->in, dw[l], L->in, 0);
+            if (!first) gemm_f32(rows, L->in, L->out, y[l], L->out, 1, w[l], L->in, x[l], L->in, 0);
+            first = 0;
+            continue;
+        }
         cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, rows, L->out, L->in, 1.0f, x[l], L->in,
                     w[l], L->in, 0.0f, y[l], L->out);
         cblas_sgemm(CblasRowMajor, CblasTrans, CblasNoTrans, L->out, L->in, rows, 1.0f, y[l], L->out,
@@ -72,12 +85,12 @@ static void *gemm_thread(void *arg)
         for (size_t i = 0; i < (size_t)L->in * L->out; i++) w[l][i] = 0.01f * (float)((i * 7) % 13);
         for (size_t i = 0; i < (size_t)j->rows * L->in; i++) x[l][i] = 0.1f * (float)((i * 3) % 11);
     }
-    run_gemms(m, j->rows, x, w, y, dw); /* warm-up */
+    run_gemms(m, j->rows, j->own, x, w, y, dw); /* warm-up */
     double per = model_gemm_flop(m, j->rows);
     double t0 = now_s(), t;
     long it = 0;
     do {
-        run_gemms(m, j->rows, x, w, y, dw);
+        run_gemms(m, j->rows, j->own, x, w, y, dw);
         it++;
         t = now_s();
     } while (t - t0 < j->seconds);
@@ -121,21 +134,25 @@ int bench_gemm_main(int argc, char **argv)
     Model m;
     if (model_build(&m, spec, in_dim, 0)) { log_error("bench gemm: %s", err_msg()); return MT_EX_USAGE; }
     printf("setting,rows,threads,gflops\n");
-    /* mpitrain's way: T threads x 1-thread sgemm on micro-batches */
+    /* T threads x one-thread products: mpitrain's gemm on B/T rows each (the layer-wise
+     * executor splits a step's rows' work across its threads), OpenBLAS on micro-batches */
     openblas_set_num_threads(1);
     GemmJob *jobs = xcalloc(T, sizeof(GemmJob));
     pthread_t *th = xcalloc(T, sizeof(pthread_t));
-    for (int t = 0; t < T; t++) {
-        jobs[t] = (GemmJob){.m = &m, .rows = B / M, .seconds = secs};
-        if (pthread_create(&th[t], NULL, gemm_thread, &jobs[t]) != 0) fatal(MT_EX_OSERR, "pthread_create");
+    for (int own = 1; own >= 0; own--) {
+        int rows = own ? MT_MAX(1, B / T) : B / M;
+        for (int t = 0; t < T; t++) {
+            jobs[t] = (GemmJob){.m = &m, .rows = rows, .own = own, .seconds = secs};
+            if (pthread_create(&th[t], NULL, gemm_thread, &jobs[t]) != 0) fatal(MT_EX_OSERR, "pthread_create");
+        }
+        double flop = 0, el = 0;
+        for (int t = 0; t < T; t++) {
+            pthread_join(th[t], NULL);
+            flop += jobs[t].flop;
+            el = MT_MAX(el, jobs[t].elapsed);
+        }
+        printf("%s,%d,%d,%.1f\n", own ? "mpitrain" : "microbatch", rows, T, flop / el * 1e-9);
     }
-    double flop = 0, el = 0;
-    for (int t = 0; t < T; t++) {
-        pthread_join(th[t], NULL);
-        flop += jobs[t].flop;
-        el = MT_MAX(el, jobs[t].elapsed);
-    }
-    printf("microbatch,%d,%d,%.1f\n", B / M, T, flop / el * 1e-9);
     /* PyTorch's way: one caller, OpenBLAS threads on the whole batch */
     openblas_set_num_threads(T);
     GemmJob one = {.m = &m, .rows = B, .seconds = secs};

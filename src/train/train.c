@@ -716,7 +716,11 @@ int train_main(int argc, char **argv)
     }
     if ((st = agree(t, st, "creating the run directory"))) goto out;
 
-    ExecConf ec = {.threads = t->threads, .mb_rows = t->mb_rows, .nmb = nmb};
+    /* MPITRAIN_EXEC=per-mb: the per-micro-batch path even for dense-only models (a
+     * diagnostic; both paths give the same bits, tests/e2e/test_determinism_threads.sh) */
+    const char *ex = getenv("MPITRAIN_EXEC");
+    ExecConf ec = {.threads = t->threads, .mb_rows = t->mb_rows, .nmb = nmb,
+                   .per_mb = ex && !strcmp(ex, "per-mb")};
     t->exec = exec_create(&t->model, &ec);
     LoaderConf lc = {
         .seed = (uint64_t)c->train_seed,
@@ -737,7 +741,7 @@ int train_main(int argc, char **argv)
              c->data_train, (long long)di->num_samples, di->num_classes,
              c->data_test[0] ? c->data_test : "none", (unsigned long long)t->steps_per_epoch,
              (unsigned long long)t->total_steps);
-    log_info("parallel: %d rank%s x %d thread%s (BLAS 1 thread each; %d cores here, %d rank%s on "
+    log_info("parallel: %d rank%s x %d thread%s (%d cores here, %d rank%s on "
              "this node), batch %d = %d micro-batches of %d, reduce = %s%s",
              t->world, t->world > 1 ? "s" : "", t->threads, t->threads > 1 ? "s" : "", cores,
              local, local > 1 ? "s" : "", t->B, t->M, t->mb_rows, c->parallel_reduce,
