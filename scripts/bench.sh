@@ -7,7 +7,9 @@
 #   results/allreduce.csv         deterministic allreduce vs MPI_Allreduce vs p2p (scripts/bench_allreduce.sh)
 #   results/ckpt.csv              checkpoint write vs raw write()+fsync, async pause
 #   results/RESULTS.md            the summary, with the ratios and the targets
-# REPS=N (default 5) repetitions; QUICK=1 skips allreduce sizes above 64 MB.
+# REPS=N (default 5) repetitions; QUICK=1 skips allreduce sizes above 64 MB;
+# ONLY=throughput measures the GEMM rates and training throughput only (the other CSVs
+# are kept) and rewrites RESULTS.md.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 BIN=build/mpitrain
@@ -106,6 +108,11 @@ while IFS=, read impl blas np th m med; do
     echo "$impl,$blas,$np,$th,$m,$med,$REPS,$gf,$fs,$fo,$(awk -v a="$med" -v b="$torch_med" 'BEGIN{printf "%.2f", a/b}'),$(awk -v a="$med" -v b="$ddp_med" 'BEGIN{printf "%.2f", a/b}')"
 done < "$TMP/tp.med" >> "$R/train-throughput.csv"
 cat "$R/train-throughput.csv"
+if [ "${ONLY:-}" = throughput ]; then
+    bash scripts/bench_report.sh "$host" "$(tr '\n' ' ' < "$TMP/torch-best.txt" | sed 's/ *$//')" > "$R/RESULTS.md"
+    echo "== summary: $R/RESULTS.md"
+    exit 0
+fi
 
 
 export OPENBLAS_CORETYPE=${KERNELS[0]}
@@ -146,6 +153,6 @@ echo "== checkpoint pause inside training: 56.5M-parameter MLP + AdamW (678 MB a
 } > "$R/ckpt-pause.csv"
 cat "$R/ckpt-pause.csv"
 
-bash scripts/bench_report.sh "$host" "$(cat "$TMP/torch-best.txt" | tr '\n' ';')" > "$R/RESULTS.md"
+bash scripts/bench_report.sh "$host" "$(tr '\n' ' ' < "$TMP/torch-best.txt" | sed 's/ *$//')" > "$R/RESULTS.md"
 echo "== summary: $R/RESULTS.md"
 cat "$R/RESULTS.md"
