@@ -50,14 +50,16 @@ static void blas_pick_kernels(char **argv)
     if (getenv("OPENBLAS_CORETYPE") || (keep && !strcmp(keep, "keep"))) return;
     const char *core = openblas_get_corename();
     if (!core || strcasecmp(core, "prescott") != 0) return;
-    __builtin_cpu_init();
     const char *pick = NULL;
+#if defined(__x86_64__) || defined(__i386__)
+    __builtin_cpu_init();
     if (__builtin_cpu_is("intel") && __builtin_cpu_supports("avx512f") &&
         __builtin_cpu_supports("avx512bw") && __builtin_cpu_supports("avx512dq") &&
         __builtin_cpu_supports("avx512vl"))
         pick = "SkylakeX";
     else if (__builtin_cpu_supports("avx2") && __builtin_cpu_supports("fma"))
         pick = "Haswell";
+#endif
     if (!pick) return;
     setenv("OPENBLAS_CORETYPE", pick, 1);
     setenv("MPITRAIN_BLAS_CORETYPE", "auto", 1);

@@ -110,7 +110,12 @@ typedef struct {
  * times per step; the gaps between jobs are usually shorter than the spin. */
 #define SPIN_S 200e-6
 
-static inline void cpu_relax(void) { __builtin_ia32_pause(); }
+static inline void cpu_relax(void)
+{
+#if defined(__x86_64__) || defined(__i386__)
+    __builtin_ia32_pause();
+#endif
+}
 
 /* Spin until *p != v (a 64-bit or int counter read atomically) or the budget is spent. */
 static void spin_while_u64(const uint64_t *p, uint64_t v)

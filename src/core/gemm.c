@@ -10,7 +10,12 @@
  * stored); row tails use a narrower instance of the same kernel. */
 #include "core/gemm.h"
 
+#if (defined(__x86_64__) || defined(__i386__)) && !defined(GEMM_NO_X86)
+#define GEMM_X86 1
 #include <immintrin.h>
+#else
+#define GEMM_X86 0 /* elsewhere: the portable C kernel only (same bits, slower) */
+#endif
 #include <math.h>
 #include <pthread.h>
 #include <stdlib.h>
@@ -45,6 +50,7 @@ static void gemm_c(int m, int n, int k, const float *a, ptrdiff_t rsa, ptrdiff_t
     }
 }
 
+#if GEMM_X86
 /* ---------------------------------------------------------------- AVX-512 kernel */
 
 #define MR512 12
@@ -184,6 +190,8 @@ gemm_avx2(int m, int n, int k, const float *a, ptrdiff_t rsa, ptrdiff_t csa,
     }
 }
 
+#endif /* GEMM_X86 */
+
 /* ---------------------------------------------------------------- dispatch */
 
 typedef void (*GemmFn)(int, int, int, const float *, ptrdiff_t, ptrdiff_t, const float *,
@@ -194,16 +202,22 @@ static GemmIsa g_isa;
 
 static GemmIsa isa_best(void)
 {
+#if GEMM_X86
     __builtin_cpu_init();
     if (__builtin_cpu_supports("avx512f")) return GEMM_ISA_AVX512;
     if (__builtin_cpu_supports("avx2") && __builtin_cpu_supports("fma")) return GEMM_ISA_AVX2;
+#endif
     return GEMM_ISA_C;
 }
 
 static void isa_set(GemmIsa isa)
 {
     g_isa = isa;
+#if GEMM_X86
     g_fn = isa == GEMM_ISA_AVX512 ? gemm_avx512 : isa == GEMM_ISA_AVX2 ? gemm_avx2 : gemm_c;
+#else
+    g_fn = gemm_c;
+#endif
 }
 
 static void isa_init_once(void)
@@ -261,6 +275,7 @@ static void add_c(int mr, int nc, float *d, ptrdiff_t ldd, const float *s, ptrdi
         for (int j = 0; j < nc; j++) d[r * ldd + j] = d[r * ldd + j] + s[r * lds + j];
 }
 
+#if GEMM_X86
 __attribute__((target("avx512f"))) static void add_avx512(int mr, int nc, float *d,
                                                           ptrdiff_t ldd, const float *s,
                                                           ptrdiff_t lds)
@@ -287,11 +302,16 @@ __attribute__((target("avx2,fma"))) static void add_avx2(int mr, int nc, float *
         }
 }
 
+#endif
+
 static void g_add(int mr, int nc, float *d, ptrdiff_t ldd, const float *s, ptrdiff_t lds)
 {
+#if GEMM_X86
     if (g_isa == GEMM_ISA_AVX512) add_avx512(mr, nc, d, ldd, s, lds);
     else if (g_isa == GEMM_ISA_AVX2) add_avx2(mr, nc, d, ldd, s, lds);
-    else add_c(mr, nc, d, ldd, s, lds);
+    else
+#endif
+        add_c(mr, nc, d, ldd, s, lds);
 }
 
 enum { TREE_BM = 24, TREE_BN = 64 }; /* block of C formed in scratch: 6 KB per level */
@@ -342,6 +362,7 @@ void gemm_f32_tree(int m, int n, int k, int nleaf, const float *a, ptrdiff_t rsa
 
 /* ---------------------------------------------------------------- transposes */
 
+#if GEMM_X86
 /* out (16 rows, 16 cols) = in (16, 16)^T: unpack pairs of rows, shuffle groups of four,
  * then a 4 x 4 transpose of the 128-bit lanes. */
 __attribute__((target("avx512f"))) static void tr16x16(const float *in, ptrdiff_t ldi,
@@ -395,6 +416,8 @@ __attribute__((target("avx2,fma"))) static void tr8x8(const float *in, ptrdiff_t
     }
 }
 
+#endif
+
 static void tr_scalar(int rows, int cols, const float *in, ptrdiff_t ldi, float *out,
                       ptrdiff_t ldo)
 {
@@ -408,14 +431,19 @@ void gemm_transpose(int rows, int cols, const float *in, ptrdiff_t ldi, float *o
     isa_init();
     /* whole blocks with the vector kernel, the ragged right and bottom edges in C
      * (a transpose moves values: the kernel does not change bits) */
-    int tb = g_isa == GEMM_ISA_AVX512 ? 16 : g_isa == GEMM_ISA_AVX2 ? 8 : 0;
+    int tb = !GEMM_X86 ? 0 : g_isa == GEMM_ISA_AVX512 ? 16 : g_isa == GEMM_ISA_AVX2 ? 8 : 0;
     int rb = tb ? rows / tb * tb : 0, cb = tb ? cols / tb * tb : 0;
     for (int i0 = 0; i0 < rb; i0 += tb)
         for (int j0 = 0; j0 < cb; j0 += tb) {
             const float *src = in + (ptrdiff_t)i0 * ldi + j0;
             float *dst = out + (ptrdiff_t)j0 * ldo + i0;
+#if GEMM_X86
             if (tb == 16) tr16x16(src, ldi, dst, ldo);
             else tr8x8(src, ldi, dst, ldo);
+#else
+            (void)src;
+            (void)dst;
+#endif
         }
     if (cb < cols) tr_scalar(rb, cols - cb, in + cb, ldi, out + (ptrdiff_t)cb * ldo, ldo);
     if (rb < rows) tr_scalar(rows - rb, cols, in + (ptrdiff_t)rb * ldi, ldi, out + rb, ldo);
