@@ -52,6 +52,7 @@ struct Exec {
     ExecConf c;
     int rows_cap;
     int lw;               /* 1: the layer-wise path (see LayerWise) */
+    int oversub;          /* more threads than CPUs this process may use: yield, not spin */
     int rt;               /* nmb * mb_rows */
     LayerWise w;
     ThreadBufs *tb;       /* (threads) */
@@ -328,7 +329,8 @@ static void lw_barrier(Exec *e, Driver *d)
         cpu_relax();
         if ((i & 255) == 255) {
             if (d) driver_check(e, d);
-            if (now_s() - t0 > SPIN_S) sched_yield(); /* more threads than cores */
+            /* a waiting thread may hold the core of the one being waited for */
+            if (e->oversub || now_s() - t0 > SPIN_S) sched_yield();
         }
     }
 }
@@ -556,6 +558,8 @@ Exec *exec_create(const Model *m, const ExecConf *c)
         prev = l;
     }
     if (prev >= 0) e->lhi[prev] = m->nparams;
+    cpu_set_t cs;
+    e->oversub = sched_getaffinity(0, sizeof cs, &cs) == 0 && c->threads > CPU_COUNT(&cs);
     e->lw = !c->per_mb && m->nlayers > 0;
     for (int l = 0; l < m->nlayers; l++)
         if (m->layers[l].kind != LAYER_DENSE) e->lw = 0;
