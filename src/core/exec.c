@@ -430,7 +430,10 @@ static void train_lw(Exec *e, int tid, Driver *d)
                 int o0 = (i - ndx) * LW_DW_ROWS, o1 = MT_MIN(out, o0 + LW_DW_ROWS);
                 dense_lw_dw(ly, dy, w->act[l], e->grads, R, nmb, o0, o1);
                 if (e->chunk_fn) {
-                    while (atomic_load_explicit(&w->dx_done[l], memory_order_acquire) < ndx) cpu_relax();
+                    while (atomic_load_explicit(&w->dx_done[l], memory_order_acquire) < ndx) {
+                        if (e->oversub) sched_yield();
+                        else cpu_relax();
+                    }
                     e->chunk_fn(e->chunk_arg, woff + (size_t)o0 * in, woff + (size_t)o1 * in);
                 }
             }
