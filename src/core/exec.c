@@ -35,6 +35,7 @@ typedef struct {
     float **aux;    /* aux[l] (rt, out_l) for gelu (pre-activation), else NULL */
     float *dy[2];   /* (rt, max_width) */
     float *dbm;     /* (nmb, max_width) per-micro-batch bias sums */
+    float **dbl;    /* (nmb) dbm's rows: the leaves of their tree_sum */
     atomic_int *ctr;   /* (nphase) work items claimed, per phase of the step */
     atomic_int *dx_done; /* (nlayers) dx items finished */
     int nphase;
@@ -44,8 +45,7 @@ typedef struct {
 
 #define LW_FW_ROWS 24  /* output rows per forward item */
 #define LW_DW_ROWS 24  /* dW rows per item */
-#define LW_DX_COLS 64  /* dx columns per item */
-#define LW_COLS LW_DX_COLS /* activation-gradient columns per item (= dx strips) */
+#define LW_DX_COLS 64  /* dx columns per item, and activation-gradient columns per item */
 
 struct Exec {
     const Model *m;
@@ -143,17 +143,19 @@ static float *grad_slab(Exec *e, int k)
     return e->gbuf ? e->gbuf[leaf] : e->grads;
 }
 
-/* dst[plo, phi) = T(lo, hi) over the micro-batch gradient slabs (canonical tree). */
-static void tree_sum(Exec *e, int lo, int hi, size_t plo, size_t phi, float *dst)
+/* dst[plo, phi) = T(lo, hi) over leaf[lo .. hi) (canonical tree; the leaves' [plo, phi)
+ * are overwritten on the way): the micro-batch gradient slabs, or layer-wise the
+ * per-micro-batch bias sums. */
+static void tree_sum(float *const *leaf, int lo, int hi, size_t plo, size_t phi, float *dst)
 {
     if (hi - lo == 1) {
-        if (dst != e->gbuf[lo]) memcpy(dst + plo, e->gbuf[lo] + plo, (phi - plo) * sizeof(float));
+        if (dst != leaf[lo]) memcpy(dst + plo, leaf[lo] + plo, (phi - plo) * sizeof(float));
         return;
     }
     int mid = exec_tree_mid(lo, hi);
-    tree_sum(e, lo, mid, plo, phi, e->gbuf[lo]);
-    tree_sum(e, mid, hi, plo, phi, e->gbuf[mid]);
-    const float *a = e->gbuf[lo], *b = e->gbuf[mid];
+    tree_sum(leaf, lo, mid, plo, phi, leaf[lo]);
+    tree_sum(leaf, mid, hi, plo, phi, leaf[mid]);
+    const float *a = leaf[lo], *b = leaf[mid];
     for (size_t i = plo; i < phi; i++) dst[i] = a[i] + b[i];
 }
 
@@ -206,7 +208,7 @@ static void help_sum(Exec *e, int l, Driver *d)
         if (j >= e->sum_nchunks[l]) return;
         size_t lo = e->llo[l] + (size_t)j * SUM_CHUNK;
         size_t hi = MT_MIN(lo + SUM_CHUNK, e->lhi[l]);
-        if (e->gbuf) tree_sum(e, 0, e->nleaf, lo, hi, e->grads);
+        if (e->gbuf) tree_sum(e->gbuf, 0, e->nleaf, lo, hi, e->grads);
         if (e->chunk_fn) e->chunk_fn(e->chunk_arg, lo, hi);
         int done = atomic_fetch_add_explicit(&e->sum_done[l], 1, memory_order_acq_rel) + 1;
         if (done == e->sum_nchunks[l]) atomic_store_explicit(&e->layer_ready[l], 1, memory_order_release);
@@ -338,20 +340,6 @@ static void lw_barrier(Exec *e, Driver *d)
 /* Claim the next work item of phase ph (items are handed out in order). */
 static int lw_claim(Exec *e, int ph) { return atomic_fetch_add_explicit(&e->w.ctr[ph], 1, memory_order_acq_rel); }
 
-/* dst[c0, c1) = T(lo, hi) over the rows leaf k = v + k * stride (overwritten on the way). */
-static void lw_tree_cols(float *v, size_t stride, int lo, int hi, int c0, int c1, float *dst)
-{
-    if (hi - lo == 1) {
-        if (dst != v + lo * stride) memcpy(dst + c0, v + lo * stride + c0, (size_t)(c1 - c0) * sizeof(float));
-        return;
-    }
-    int mid = exec_tree_mid(lo, hi);
-    lw_tree_cols(v, stride, lo, mid, c0, c1, v + lo * stride);
-    lw_tree_cols(v, stride, mid, hi, c0, c1, v + mid * stride);
-    const float *a = v + lo * stride, *b = v + mid * stride;
-    for (int c = c0; c < c1; c++) dst[c] = a[c] + b[c];
-}
-
 /* Columns [c0, c1) of layer l's output gradient dy (rt, out): dy *= act'(y); the bias
  * gradient of each micro-batch (rows in order), then their tree into grads. */
 static void lw_act_grad_cols(Exec *e, int l, float *dy, int c0, int c1)
@@ -362,9 +350,9 @@ static void lw_act_grad_cols(Exec *e, int l, float *dy, int c0, int c1)
     for (int k = 0; k < nmb; k++) {
         size_t o = (size_t)k * R * out;
         dense_lw_act_grad(ly, dy + o, w->act[l + 1] + o, w->aux[l] ? w->aux[l] + o : NULL, R, c0,
-                          c1, w->dbm + (size_t)k * out);
+                          c1, w->dbl[k]);
     }
-    lw_tree_cols(w->dbm, (size_t)out, 0, nmb, c0, c1, e->grads + ly->params[1].off);
+    tree_sum(w->dbl, 0, nmb, (size_t)c0, (size_t)c1, e->grads + ly->params[1].off);
 }
 
 static void train_lw(Exec *e, int tid, Driver *d)
@@ -406,9 +394,9 @@ static void train_lw(Exec *e, int tid, Driver *d)
         /* A (the top layer only; below, each dx strip does it for its columns): dy *=
          * act', the bias gradient per micro-batch, then its tree */
         if (l == L - 1) {
-            int na = (out + LW_COLS - 1) / LW_COLS;
+            int na = (out + LW_DX_COLS - 1) / LW_DX_COLS;
             for (int i; (i = lw_claim(e, ph)) < na;) {
-                int c0 = i * LW_COLS, c1 = MT_MIN(out, c0 + LW_COLS);
+                int c0 = i * LW_DX_COLS, c1 = MT_MIN(out, c0 + LW_DX_COLS);
                 lw_act_grad_cols(e, l, dy, c0, c1);
             }
             ph++;
@@ -539,11 +527,15 @@ Exec *exec_create(const Model *m, const ExecConf *c)
     e->rows_cap = MT_MAX(c->mb_rows, 256);
     e->tb = xcalloc(c->threads, sizeof(ThreadBufs));
     for (int t = 0; t < c->threads; t++) alloc_thread_bufs(e, &e->tb[t]);
-    /* pairs need a power-of-two count (so every leaf pair (2u, 2u+1) is a subtree of the
-     * canonical tree) and enough pairs for the threads */
+    e->lw = !c->per_mb && m->nlayers > 0;
+    for (int l = 0; l < m->nlayers; l++)
+        if (m->layers[l].kind != LAYER_DENSE) e->lw = 0;
+    /* per micro-batch: pairs need a power-of-two count (so every leaf pair (2u, 2u+1) is
+     * a subtree of the canonical tree) and enough pairs for the threads; the layer-wise
+     * path has no per-micro-batch slabs */
     int pow2 = (c->nmb & (c->nmb - 1)) == 0;
-    e->pair = c->nmb >= 2 && pow2 && c->nmb / 2 >= c->threads;
-    e->nleaf = e->pair ? c->nmb / 2 : c->nmb;
+    e->pair = !e->lw && c->nmb >= 2 && pow2 && c->nmb / 2 >= c->threads;
+    e->nleaf = e->lw ? 1 : e->pair ? c->nmb / 2 : c->nmb;
     if (e->nleaf > 1) {
         e->gbuf = xcalloc(e->nleaf, sizeof(float *));
         for (int k = 0; k < e->nleaf; k++) e->gbuf[k] = xaligned(m->nparams * sizeof(float));
@@ -563,9 +555,6 @@ Exec *exec_create(const Model *m, const ExecConf *c)
     if (prev >= 0) e->lhi[prev] = m->nparams;
     cpu_set_t cs;
     e->oversub = sched_getaffinity(0, sizeof cs, &cs) == 0 && c->threads > CPU_COUNT(&cs);
-    e->lw = !c->per_mb && m->nlayers > 0;
-    for (int l = 0; l < m->nlayers; l++)
-        if (m->layers[l].kind != LAYER_DENSE) e->lw = 0;
     e->rt = c->nmb * c->mb_rows;
     if (e->lw) {
         LayerWise *w = &e->w;
@@ -586,12 +575,8 @@ Exec *exec_create(const Model *m, const ExecConf *c)
         w->nphase = 2 * L + 2;
         w->ctr = xcalloc(w->nphase, sizeof(atomic_int));
         w->dx_done = xcalloc(L, sizeof(atomic_int));
-        /* no per-micro-batch slabs */
-        for (int k = 0; e->gbuf && k < e->nleaf; k++) free(e->gbuf[k]);
-        free(e->gbuf);
-        e->gbuf = NULL;
-        e->pair = 0;
-        e->nleaf = 1;
+        w->dbl = xcalloc(c->nmb, sizeof(float *));
+        for (int k = 0; k < c->nmb; k++) w->dbl[k] = w->dbm + (size_t)k * wd;
     }
     e->layer_count = xcalloc(m->nlayers, sizeof(atomic_int));
     e->layer_ready = xcalloc(m->nlayers, sizeof(atomic_int));
@@ -767,6 +752,7 @@ void exec_destroy(Exec *e)
         free(w->dy[0]);
         free(w->dy[1]);
         free(w->dbm);
+        free(w->dbl);
         free(w->ctr);
         free(w->dx_done);
     }

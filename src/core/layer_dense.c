@@ -1,9 +1,9 @@
 /* layer_dense.c — fully connected layer with a fused activation.
  *
  *   forward:  y (B, out) = act(x (B, in) W^T + b), W (out, in) row-major, b (out):
- *             y^T (out, B) = W x^T (gemm.h, on x transposed into scratch), transposed
- *             back into y, then one pass over y, still in cache, that adds b and applies
- *             act (gelu keeps the pre-activation z in aux (B, out))
+ *             y^T (out, B) = W x^T (gemm.h, on x transposed into scratch); b added and
+ *             act applied along y^T's rows, then transposed into y (gelu keeps the
+ *             pre-activation z in aux (B, out)) — dense_lw_forward over all outputs
  *   backward: one pass over dy: dy *= act'(.) in place and db = column sums of dy
  *             (rows added in order 0..B-1), then dW (out, in) = dy^T x and
  *             dx (B, in) = dy W (overwritten, not accumulated).
@@ -17,47 +17,17 @@
 #include "core/gemm.h"
 #include "core/layer_impl.h"
 
-static void bias_act_row(ActKind act, float *restrict y, const float *restrict b,
-                         float *restrict z, int n)
-{
-    switch (act) {
-    case ACT_NONE: LAYER_LOOP(j, n, { y[j] += b[j]; }) break;
-    case ACT_RELU:
-        LAYER_LOOP(j, n, {
-            float v = y[j] + b[j];
-            y[j] = v > 0.0f ? v : 0.0f;
-        })
-        break;
-    case ACT_TANH:
-        for (int j = 0; j < n; j++) y[j] = tanhf(y[j] + b[j]);
-        break;
-    case ACT_GELU:
-        for (int j = 0; j < n; j++) {
-            float v = y[j] + b[j];
-            z[j] = v;
-            y[j] = layer_gelu(v);
-        }
-        break;
-    }
-}
-
 static void dense_forward(const Layer *l, const float *params, const float *x, float *y,
                           float *aux, int B, const LayerCtx *ctx)
 {
     CHECK(B >= 1);
     const int in = l->in, out = l->out;
-    const float *w = params + l->params[0].off; /* (out, in) */
-    const float *b = params + l->params[1].off; /* (out) */
     size_t need = (size_t)B * (in + out);
     float *xt = ctx && ctx->scratch_n >= need ? ctx->scratch : xaligned(need * sizeof(float));
-    float *yt = xt + (size_t)B * in;
-    gemm_transpose(B, in, x, in, xt, B);             /* xt (in, B) */
-    gemm_f32(out, B, in, w, in, 1, xt, B, yt, B, 0); /* yt (out, B) = W xt */
-    gemm_transpose(out, B, yt, B, y, out);           /* y (B, out) */
+    gemm_transpose(B, in, x, in, xt, B); /* xt (in, B) */
+    /* the layer-wise forward over all B rows and every output */
+    dense_lw_forward(l, params, xt, xt + (size_t)B * in, y, aux, B, 0, out);
     if (!(ctx && xt == ctx->scratch)) free(xt);
-    for (int r = 0; r < B; r++)
-        bias_act_row(l->act, y + (size_t)r * out, b,
-                     l->act == ACT_GELU ? aux + (size_t)r * out : NULL, out);
 }
 
 /* d (n) *= act'(.) in place, db (n) += d. */
@@ -139,7 +109,7 @@ void dense_lw_forward(const Layer *l, const float *params, const float *xt, floa
     const float *b = params + l->params[1].off; /* (out) */
     float *ytb = yt + (size_t)o0 * rt;
     gemm_f32(n, rt, in, w + (size_t)o0 * in, in, 1, xt, rt, ytb, rt, 0);
-    for (int o = 0; o < n; o++) { /* z = y + b, as bias_act_row computes it */
+    for (int o = 0; o < n; o++) { /* z = y + b */
         float *row = ytb + (size_t)o * rt, bo = b[o0 + o];
         LAYER_LOOP(c, rt, { row[c] = row[c] + bo; })
     }
