@@ -36,11 +36,11 @@ median() { sort -g | awk '{a[NR]=$1} END {if (NR==0) print "nan"; else if (NR%2)
 host="$(nproc) cores, $(grep -m1 'model name' /proc/cpuinfo | cut -d: -f2 | sed 's/^ *//'), OpenBLAS kernels measured: $CORETYPE"
 echo "== machine: $host"
 
-# ours NP M THREADS -> samples/s (median of the windows after the first)
-ours() { local np=$1 m=$2 th=$3
+# ours NP M THREADS [--set ...] -> samples/s (median of the windows after the first)
+ours() { local np=$1 m=$2 th=$3; shift 3
     rm -rf "$TMP/run"
     mpirun -np "$np" --bind-to none $BIN train jobs/fmnist-mlp.ini --set train.steps=700 \
-        --set train.micro_batches="$m" --set train.threads="$th" --set data.test= \
+        --set train.micro_batches="$m" --set train.threads="$th" --set data.test= "$@" \
         --set train.log_every=100 --set run.progress=off --set run.dir="$TMP/run" >/dev/null 2>&1
     grep '"kind":"train"' "$TMP/run/metrics.jsonl" | tail -n +2 | sed 's/.*"samples_per_s":\([0-9.]*\).*/\1/' | median
 }
@@ -78,6 +78,7 @@ for i in $(seq 1 "$REPS"); do
     echo "mpitrain,mpitrain-gemm,1,2,2,$(ours 1 2 2)" >> "$TMP/tp.csv"
     echo "mpitrain,mpitrain-gemm,2,1,4,$(ours 2 4 1)" >> "$TMP/tp.csv"
     echo "mpitrain,mpitrain-gemm,2,1,2,$(ours 2 2 1)" >> "$TMP/tp.csv"
+    echo "mpitrain-shm,mpitrain-gemm,2,1,4,$(ours 2 4 1 --set parallel.shm=true)" >> "$TMP/tp.csv"
     echo "mpitrain,mpitrain-gemm,4,1,4,$(ours 4 4 1)" >> "$TMP/tp.csv"
     for k in "${KERNELS[@]}"; do
         export OPENBLAS_CORETYPE=$k
@@ -88,7 +89,7 @@ for i in $(seq 1 "$REPS"); do
         echo "pytorch-ddp-gloo,$k,2,1,1,$d" >> "$TMP/tp.csv"
         unset OPENBLAS_CORETYPE
     done
-    echo "rep $i: $(tail -n $((5 + 4 * ${#KERNELS[@]})) "$TMP/tp.csv" | cut -d, -f1-3,5,6 | tr '\n' ' ')"
+    echo "rep $i: $(tail -n $((6 + 4 * ${#KERNELS[@]})) "$TMP/tp.csv" | cut -d, -f1-3,5,6 | tr '\n' ' ')"
 done
 # medians per configuration
 cut -d, -f1-5 "$TMP/tp.csv" | sort -u | while IFS=, read impl blas np th m; do
@@ -117,17 +118,17 @@ fi
 
 export OPENBLAS_CORETYPE=${KERNELS[0]}
 echo "== exposed communication, 20M-parameter MLP (784-4096-4096-10), N=2, batch 128"
-{ echo "reduce,ranks,params,bucket_mb,step_s,comm_exposed_s,exposed_frac,comm_total_s"
-  for spec in deterministic:4 fast:4 deterministic:4096; do
-      mode=${spec%%:*}; bmb=${spec##*:}
+{ echo "reduce,ranks,params,bucket_mb,step_s,comm_exposed_s,exposed_frac,comm_total_s,shm"
+  for spec in deterministic:4:false fast:4:false deterministic:4096:false deterministic:4:true; do
+      IFS=: read -r mode bmb shm <<<"$spec"
       rm -rf "$TMP/ov"
       mpirun -np 2 --bind-to none $BIN train jobs/fmnist-mlp.ini --set model.layers="dense:4096 relu dense:4096 relu dense:10" \
           --set train.steps=40 --set train.log_every=10 --set train.micro_batches=4 --set parallel.reduce=$mode \
-          --set parallel.bucket_mb=$bmb \
+          --set parallel.bucket_mb=$bmb --set parallel.shm=$shm \
           --set data.test= --set run.progress=off --set run.dir="$TMP/ov" >/dev/null 2>&1
       grep '"kind":"train"' "$TMP/ov/metrics.jsonl" | tail -n +2 | sed 's/.*"compute_s":\([0-9.e-]*\),"comm_exposed_s":\([0-9.e-]*\),"comm_s":\([0-9.e-]*\).*/\1 \2 \3/' > "$TMP/ov.txt"
       st=$(cut -d' ' -f1 "$TMP/ov.txt" | median); ex=$(cut -d' ' -f2 "$TMP/ov.txt" | median); ct=$(cut -d' ' -f3 "$TMP/ov.txt" | median)
-      echo "$mode,2,20037642,$bmb,$st,$ex,$(awk -v a="$ex" -v b="$st" 'BEGIN{printf "%.3f", a/b}'),$ct"
+      echo "$mode,2,20037642,$bmb,$st,$ex,$(awk -v a="$ex" -v b="$st" 'BEGIN{printf "%.3f", a/b}'),$ct,$shm"
   done; } > "$R/comm-overlap.csv"
 cat "$R/comm-overlap.csv"
 

@@ -34,10 +34,17 @@ echo
 echo "## Communication"
 echo
 echo '```'
-awk -F, 'NR>1' $R/comm-overlap.csv | while IFS=, read mode np p b st ex fr ct; do
-    echo "N=$np, $mode, $p parameters, bucket $b MB: step $st s, waiting for communication after backward $ex s ($fr of the step); time in communication calls, overlapped or not: $ct s"
+awk -F, 'NR>1' $R/comm-overlap.csv | while IFS=, read mode np p b st ex fr ct shm; do
+    via=MPI; [ "$shm" = true ] && via="node-shared memory"
+    echo "N=$np, $mode via $via, $p parameters, bucket $b MB: step $st s, exposed communication $ex s ($fr of the step); time in communication calls, overlapped or not: $ct s"
 done
 echo '```'
+echo
+echo "Exposed communication = what the step waits for after its backward: the rest of the"
+echo "reductions, plus (ZeRO-1 or shared memory) the parameter allgather after the optimizer,"
+echo "which nothing overlaps.  Through node-shared memory the shard owner sums straight from"
+echo "the ranks' slabs and updates its parameters in the same pass (counted as communication"
+echo "time), and the allgather is a wait for the other ranks' updates."
 echo
 echo "Allreduce (busbw GB/s, N=2; results/allreduce.csv):"
 echo

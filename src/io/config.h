@@ -51,6 +51,7 @@ typedef struct {
     char parallel_reduce[16];  /* deterministic | fast */
     double parallel_bucket_mb;
     int parallel_zero;         /* 0 | 1 */
+    int parallel_shm;          /* bool */
     int parallel_servers;      /* ps mode */
     char parallel_consistency[16]; /* sync | async | ssp */
     int parallel_staleness;

@@ -398,6 +398,52 @@ int comm_run(Comm *c, const CommTask *task)
 
 /* ---- creation ---- */
 
+/* ---- node-shared memory ---- */
+
+#define SHM_PAGE 4096
+
+static int mpi_shm_alloc(Comm *c, size_t bytes, void **bases, void **handle)
+{
+    MpiImpl *m = impl_of(c);
+    *handle = NULL;
+    if (c->local_size != c->size) return 1;
+    /* every segment a whole number of pages, each placed by the rank that owns it */
+    size_t sz = (bytes + SHM_PAGE - 1) / SHM_PAGE * SHM_PAGE;
+    MPI_Info info;
+    CHECK_MPI(MPI_Info_create(&info));
+    CHECK_MPI(MPI_Info_set(info, "alloc_shared_noncontig", "true"));
+    MPI_Win *win = xcalloc(1, sizeof *win);
+    void *mine = NULL;
+    int rc = MPI_Win_allocate_shared((MPI_Aint)sz, 1, info, m->comm, &mine, win);
+    CHECK_MPI(MPI_Info_free(&info));
+    /* the outcome must be the same everywhere: agree before anyone uses the memory */
+    int ok = rc == MPI_SUCCESS, all = 0;
+    CHECK_MPI(MPI_Allreduce(&ok, &all, 1, MPI_INT, MPI_MIN, m->comm));
+    if (!all) {
+        if (ok) CHECK_MPI(MPI_Win_free(win));
+        free(win);
+        return 1;
+    }
+    for (int r = 0; r < c->size; r++) {
+        MPI_Aint rsz = 0;
+        int disp = 0;
+        CHECK_MPI(MPI_Win_shared_query(*win, r, &rsz, &disp, &bases[r]));
+        if (rsz == 0) bases[r] = NULL;
+    }
+    memset(mine, 0, sz);
+    CHECK_MPI(MPI_Barrier(m->comm));
+    *handle = win;
+    return 0;
+}
+
+static void mpi_shm_free(Comm *c, void *handle)
+{
+    MPI_Win *win = handle;
+    CHECK_MPI(MPI_Barrier(impl_of(c)->comm)); /* nobody still reads a peer's segment */
+    CHECK_MPI(MPI_Win_free(win));
+    free(win);
+}
+
 static void mpi_destroy(Comm *c);
 
 static const CommOps MPI_OPS = {
@@ -412,6 +458,8 @@ static const CommOps MPI_OPS = {
     .start = mpi_start,
     .test = mpi_test,
     .wait = mpi_wait,
+    .shm_alloc = mpi_shm_alloc,
+    .shm_free = mpi_shm_free,
 };
 
 static int conf_check(const CommConf *f)

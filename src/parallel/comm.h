@@ -90,6 +90,8 @@ typedef struct CommOps {
     int (*start)(Comm *c, const CommTask *task, CommReq **req);
     int (*test)(Comm *c, CommReq **req, int *done);
     int (*wait)(Comm *c, CommReq **req);
+    int (*shm_alloc)(Comm *c, size_t bytes, void **bases, void **handle);
+    void (*shm_free)(Comm *c, void *handle);
 } CommOps;
 
 struct Comm {
@@ -165,6 +167,24 @@ static inline int comm_start(Comm *c, const CommTask *task, CommReq **req)
 static inline int comm_test(Comm *c, CommReq **req, int *done) { return c->ops->test(c, req, done); }
 /* Block until *req is finished; releases it and sets *req = NULL (NULL: no-op). */
 static inline int comm_wait(Comm *c, CommReq **req) { return c->ops->wait(c, req); }
+/* Node-shared memory, for ranks that can address each other's memory directly (the
+ * data-parallel engine's intranode path).  When every rank of c shares this node's
+ * memory (local_size == size) and the backend supports it: each rank contributes a
+ * segment of `bytes` (may differ per rank, may be 0), bases[r] (size entries) is rank
+ * r's segment mapped in this process, page-aligned, zero-filled; *handle frees it.
+ * Otherwise returns 1 (ranks on several nodes, or no shared memory in this backend),
+ * sets nothing and allocates nothing: the caller uses range operations instead.  The
+ * outcome is the same on every rank.  Collective; comm_shm_free is collective too.
+ * Ordering between ranks is the caller's (C11 atomics in the segments). */
+static inline int comm_shm_alloc(Comm *c, size_t bytes, void **bases, void **handle)
+{
+    return c->ops->shm_alloc ? c->ops->shm_alloc(c, bytes, bases, handle) : 1;
+}
+static inline void comm_shm_free(Comm *c, void *handle)
+{
+    if (handle) c->ops->shm_free(c, handle);
+}
+
 /* comm_start + comm_wait. */
 int comm_run(Comm *c, const CommTask *task);
 

@@ -4,6 +4,11 @@
  * ready part is always [ready_lo, nparams): bucket b can start once ready_lo <= its lo. */
 #include "parallel/dp.h"
 
+#include <errno.h>
+#include <sched.h>
+#include <signal.h>
+#include <sys/types.h>
+#include <unistd.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -12,6 +17,17 @@
 #include "parallel/coll.h"
 
 #define DP_MAX_INFLIGHT 4
+#define SHM_BLK 2048    /* floats per block of the shared-memory tree sum */
+#define SHM_CTL 4096    /* bytes of a rank's control area at the start of its segment */
+
+/* A rank's control area in its shared segment (written only by that rank). */
+typedef struct {
+    uint64_t ready; /* seq * (nb + 1) + number of buckets whose local gradient is final */
+    char pad1[56];
+    uint64_t done;  /* seq of the last step whose shard of the parameters is updated */
+    int64_t pid;    /* the rank's process id (a peer checks that it is alive while waiting) */
+    char pad2[48];
+} ShmCtl;
 
 struct Dp {
     Comm *comm;
@@ -28,11 +44,164 @@ struct Dp {
     size_t state_len;
     double t_exposed, t_comm;
     double *partial;     /* (clip_nblocks) scratch */
+    int sharded;         /* the optimizer updates this rank's shard pieces only */
+    /* shared-memory path (all ranks on one node, reduce = deterministic) */
+    int shm;
+    void *shm_handle;
+    float **g;           /* (size) every rank's gradient slab */
+    ShmCtl **ctl;        /* (size) every rank's control area */
+    float *params;       /* the node's one parameter slab (rank 0's segment) */
+    uint64_t seq;        /* steps begun */
+    int published;       /* buckets announced ready this step */
+    int red_next;        /* next bucket whose shard this rank reduces */
+    int P, E;            /* virtual ranks of the canonical tree, folded pairs */
+    float **scr;         /* (2P) tree-node scratch blocks of SHM_BLK floats */
+    int yield;           /* more ranks than CPUs: waiting yields */
+    size_t *bsoff;       /* (nb) state offset of this rank's shard of bucket b */
+    DpUpdateFn upd;      /* fused optimizer update, or NULL */
+    void *upd_arg;
 };
 
 static CommMode mode_of(const Dp *dp)
 {
     return dp->c.reduce == DP_REDUCE_FAST ? COMM_FAST : COMM_DET;
+}
+
+/* ---- shared-memory path ------------------------------------------------------------
+ * Every rank's gradient slab and the node's one parameter slab live in memory that all
+ * ranks map.  A rank announces each bucket whose local gradient is final (ctl->ready);
+ * the owner of a shard of that bucket sums it straight from the ranks' slabs along the
+ * canonical tree of coll.h (same additions, same bits as the MPI path), into its own
+ * slab.  The optimizer then updates the rank's shard of the shared parameters in place,
+ * and "allgather" is a wait until every rank has updated its shard (ctl->done).  No
+ * copies through MPI, and one parameter slab per node instead of one per rank.
+ *
+ * Why this is race-free: a rank reads the others' gradients only at its own shards and
+ * only after they announced them; it writes parameters only after dp_step_end, when
+ * every rank has announced every bucket (so no rank's backward still reads them); a rank
+ * writes its gradient slab again only in the next step's backward, after the "allgather"
+ * wait, when every owner has finished reading it. */
+
+static int pow2_floor(int n)
+{
+    int p = 1;
+    while (p * 2 <= n) p *= 2;
+    return p;
+}
+
+static void shm_setup(Dp *dp)
+{
+    Comm *comm = dp->comm;
+    int N = comm->size;
+    size_t gbytes = (dp->c.nparams * sizeof(float) + 4095) / 4096 * 4096;
+    size_t bytes = SHM_CTL + gbytes + (comm->rank == 0 ? dp->c.nparams * sizeof(float) : 0);
+    void **bases = xcalloc((size_t)N, sizeof(void *));
+    if (comm_shm_alloc(comm, bytes, bases, &dp->shm_handle) != 0) {
+        free(bases);
+        return;
+    }
+    dp->shm = 1;
+    dp->g = xcalloc((size_t)N, sizeof(float *));
+    dp->ctl = xcalloc((size_t)N, sizeof(ShmCtl *));
+    for (int r = 0; r < N; r++) {
+        CHECK(bases[r]);
+        dp->ctl[r] = bases[r];
+        dp->g[r] = (float *)((char *)bases[r] + SHM_CTL);
+    }
+    dp->params = (float *)((char *)bases[0] + SHM_CTL + gbytes);
+    free(bases);
+    dp->ctl[comm->rank]->pid = (int64_t)getpid();
+    comm_barrier(comm); /* every pid written before anyone waits */
+    dp->P = pow2_floor(N);
+    dp->E = N - dp->P;
+    dp->scr = xcalloc(2 * (size_t)dp->P, sizeof(float *));
+    for (int i = 0; i < 2 * dp->P; i++) dp->scr[i] = xaligned(SHM_BLK * sizeof(float));
+    cpu_set_t cs;
+    dp->yield = comm->local_size >
+                (sched_getaffinity(0, sizeof cs, &cs) == 0 ? CPU_COUNT(&cs) : 1);
+}
+
+static void add_f32(float *d, const float *a, const float *b, size_t n)
+{
+    for (size_t i = 0; i < n; i++) d[i] = a[i] + b[i];
+}
+
+/* Sum of virtual leaves [v0, v1) over elements [off, off + n): a pointer to n floats
+ * (straight into a slab for a single unfolded leaf, else tree-node scratch `node`, or
+ * `dst` at the root).  Lower subtree + upper subtree, as coll.h defines the tree. */
+static const float *vsum(Dp *dp, int v0, int v1, size_t off, size_t n, int node, float *dst)
+{
+    if (v1 - v0 == 1) {
+        if (v0 >= dp->E) return dp->g[v0 + dp->E] + off;
+        float *d = dst ? dst : dp->scr[node];
+        add_f32(d, dp->g[2 * v0] + off, dp->g[2 * v0 + 1] + off, n);
+        return d;
+    }
+    int mid = v0 + (v1 - v0) / 2;
+    const float *a = vsum(dp, v0, mid, off, n, 2 * node, NULL);
+    const float *b = vsum(dp, mid, v1, off, n, 2 * node + 1, NULL);
+    float *d = dst ? dst : dp->scr[node];
+    add_f32(d, a, b, n);
+    return d;
+}
+
+/* Wait until rank q's counter *p reaches v.  A rank that died (killed, crashed) would
+ * leave this one spinning until mpirun or the step watchdog ends the job: check every
+ * second that q's process still exists, and abort the job naming it if not. */
+static void shm_wait(const Dp *dp, int q, const uint64_t *p, uint64_t v)
+{
+    double t_check = 0;
+    for (int i = 0; __atomic_load_n(p, __ATOMIC_ACQUIRE) < v; i++) {
+        if (dp->yield || i > 4096) sched_yield();
+#if defined(__x86_64__) || defined(__i386__)
+        else __builtin_ia32_pause();
+#endif
+        if ((i & 1023) == 1023) {
+            double t = now_s();
+            if (t_check == 0) t_check = t;
+            if (t - t_check < 1.0) continue;
+            t_check = t;
+            pid_t pid = (pid_t)dp->ctl[q]->pid;
+            if (kill(pid, 0) != 0 && errno == ESRCH)
+                fatal(MT_EX_SOFTWARE, "data-parallel: rank %d (pid %ld on this node) exited while "
+                      "this rank waited for it in step %llu of the shared-memory reduction; "
+                      "its log says why", q, (long)pid, (unsigned long long)dp->seq);
+        }
+    }
+}
+
+static void shm_publish(Dp *dp)
+{
+    int count = dp->published;
+    while (count < dp->nb && dp->blo[count] >= dp->ready_lo) count++;
+    if (count == dp->published) return;
+    dp->published = count;
+    __atomic_store_n(&dp->ctl[dp->comm->rank]->ready, dp->seq * (uint64_t)(dp->nb + 1) + (uint64_t)count,
+                     __ATOMIC_RELEASE);
+}
+
+/* Reduce this rank's shard of the buckets every rank has announced; block = 1: all. */
+static void shm_reduce(Dp *dp, int block)
+{
+    int N = dp->comm->size, me = dp->comm->rank;
+    while (dp->red_next < dp->nb) {
+        int b = dp->red_next;
+        uint64_t need = dp->seq * (uint64_t)(dp->nb + 1) + (uint64_t)b + 1;
+        for (int q = 0; q < N; q++) {
+            if (__atomic_load_n(&dp->ctl[q]->ready, __ATOMIC_ACQUIRE) >= need) continue;
+            if (!block) return;
+            shm_wait(dp, q, &dp->ctl[q]->ready, need);
+        }
+        size_t lo, hi;
+        coll_shard_range(dp->blo[b], dp->bhi[b], N, me, &lo, &hi);
+        for (size_t off = lo; off < hi; off += SHM_BLK) {
+            size_t n = MT_MIN((size_t)SHM_BLK, hi - off);
+            vsum(dp, 0, dp->P, off, n, 1, dp->g[me] + off);
+            /* the block's sum is still in L1: update its parameters now */
+            if (dp->upd) dp->upd(dp->upd_arg, off, off + n, dp->bsoff[b] + (off - lo));
+        }
+        dp->red_next++;
+    }
 }
 
 Dp *dp_create(Comm *comm, const DpConf *c)
@@ -58,8 +227,11 @@ Dp *dp_create(Comm *comm, const DpConf *c)
         hi = lo;
     }
     dp->req = xcalloc(dp->nb ? dp->nb : 1, sizeof(CommReq *));
+    if (comm->size > 1 && c->shm && c->reduce == DP_REDUCE_DETERMINISTIC) shm_setup(dp);
+    dp->sharded = comm->size > 1 && (c->zero || dp->shm);
+    if (dp->shm) dp->bsoff = xcalloc((size_t)dp->nb, sizeof(size_t));
     /* shard pieces */
-    if (c->zero && comm->size > 1) {
+    if (dp->sharded) {
         dp->plo = xcalloc(dp->nb, sizeof(size_t));
         dp->phi = xcalloc(dp->nb, sizeof(size_t));
         dp->poff = xcalloc(dp->nb, sizeof(size_t));
@@ -70,6 +242,7 @@ Dp *dp_create(Comm *comm, const DpConf *c)
             dp->plo[dp->npieces] = lo;
             dp->phi[dp->npieces] = hi2;
             dp->poff[dp->npieces] = dp->state_len;
+            if (dp->shm) dp->bsoff[b] = dp->state_len;
             dp->state_len += hi2 - lo;
             dp->npieces++;
         }
@@ -97,8 +270,28 @@ void dp_destroy(Dp *dp)
     free(dp->phi);
     free(dp->poff);
     free(dp->partial);
+    if (dp->shm) {
+        comm_shm_free(dp->comm, dp->shm_handle);
+        for (int i = 0; i < 2 * dp->P; i++) free(dp->scr[i]);
+        free(dp->scr);
+        free(dp->g);
+        free(dp->ctl);
+        free(dp->bsoff);
+    }
     free(dp);
 }
+
+void dp_set_update(Dp *dp, DpUpdateFn fn, void *arg)
+{
+    CHECK(!fn || dp->shm);
+    dp->upd = fn;
+    dp->upd_arg = arg;
+}
+
+int dp_shm(const Dp *dp) { return dp->shm; }
+int dp_sharded(const Dp *dp) { return dp->sharded; }
+float *dp_shared_grads(const Dp *dp) { return dp->shm ? dp->g[dp->comm->rank] : NULL; }
+float *dp_shared_params(const Dp *dp) { return dp->shm ? dp->params : NULL; }
 
 int dp_npieces(const Dp *dp) { return dp->npieces; }
 
@@ -120,6 +313,12 @@ void dp_step_begin(Dp *dp, float *grads)
     dp->ready_lo = dp->c.nparams;
     dp->t_exposed = 0;
     dp->t_comm = 0;
+    if (dp->shm) {
+        CHECK(grads == dp->g[dp->comm->rank]);
+        dp->seq++;
+        dp->published = 0;
+        dp->red_next = 0;
+    }
 }
 
 /* Finish the oldest in-flight bucket (blocking). */
@@ -163,14 +362,26 @@ void dp_grad_ready(void *arg, size_t lo, size_t hi)
     (void)hi;
     double t0 = now_s();
     if (lo < dp->ready_lo) dp->ready_lo = lo;
-    start_ready(dp);
-    progress(dp);
+    if (dp->shm) {
+        shm_publish(dp);
+        shm_reduce(dp, 0);
+    } else {
+        start_ready(dp);
+        progress(dp);
+    }
     dp->t_comm += now_s() - t0;
 }
 
 void dp_poll(void *arg)
 {
     Dp *dp = arg;
+    if (dp->shm) {
+        if (dp->red_next == dp->published) return;
+        double t0 = now_s();
+        shm_reduce(dp, 0);
+        dp->t_comm += now_s() - t0;
+        return;
+    }
     if (dp->next_done == dp->next_start) return;
     double t0 = now_s();
     progress(dp);
@@ -181,8 +392,13 @@ void dp_step_end(Dp *dp)
 {
     double t0 = now_s();
     dp->ready_lo = 0;
-    start_ready(dp);
-    while (dp->next_done < dp->next_start) wait_oldest(dp);
+    if (dp->shm) {
+        shm_publish(dp);
+        shm_reduce(dp, 1);
+    } else {
+        start_ready(dp);
+        while (dp->next_done < dp->next_start) wait_oldest(dp);
+    }
     double dt = now_s() - t0;
     dp->t_exposed = dt;
     dp->t_comm += dt;
@@ -194,7 +410,7 @@ double dp_comm_s(const Dp *dp) { return dp->t_comm; }
 void dp_clip_partials(Dp *dp, const float *grads, double *partial)
 {
     size_t n = dp->c.nparams, nb = clip_nblocks(n);
-    if (!dp->c.zero || dp->comm->size == 1) {
+    if (!dp->sharded) {
         clip_block_sumsq(grads, n, 0, n, partial);
         return;
     }
@@ -218,14 +434,24 @@ static void allgather_slab(Dp *dp, float *slab)
 
 void dp_allgather_params(Dp *dp, float *params)
 {
-    if (!dp->c.zero || dp->comm->size == 1) return;
-    allgather_slab(dp, params);
+    if (!dp->sharded) return;
+    double t0 = now_s();
+    if (dp->shm) {
+        CHECK(params == dp->params);
+        __atomic_store_n(&dp->ctl[dp->comm->rank]->done, dp->seq, __ATOMIC_RELEASE);
+        for (int q = 0; q < dp->comm->size; q++) shm_wait(dp, q, &dp->ctl[q]->done, dp->seq);
+    } else {
+        allgather_slab(dp, params);
+    }
+    double dt = now_s() - t0;
+    dp->t_exposed += dt;
+    dp->t_comm += dt;
 }
 
 void dp_gather_states(Dp *dp, float *const *states, float *const *full, int nstates)
 {
     for (int k = 0; k < nstates; k++) {
-        if (!dp->c.zero || dp->comm->size == 1) {
+        if (!dp->sharded) {
             if (full[k] != states[k]) memcpy(full[k], states[k], dp->c.nparams * sizeof(float));
             continue;
         }

@@ -8,14 +8,21 @@
  *   dp_poll()                       between layer computations: progress collectives
  *   dp_step_end()                   wait for what is still in flight
  * After dp_step_end the gradient of the whole global batch is in grads:
- *   zero = 0: everywhere;   zero = 1: in this rank's shard [shard_lo, shard_hi) only.
- * The optimizer then updates [shard_lo, shard_hi) (the whole slab when zero = 0) and,
- * with ZeRO-1, dp_allgather_params() distributes the updated parameters.
+ *   not dp_sharded: everywhere;   dp_sharded: in this rank's pieces (dp_piece) only.
+ * The optimizer then updates the pieces (the whole slab when not sharded) and
+ * dp_allgather_params() gives every rank the updated parameters.
  *
  * deterministic: each bucket is reduce-scattered along the canonical tree (recursive
  *   halving, partners at distance 1, 2, 4, ...), then allgathered: with N a power of
  *   two dividing M the bits equal those of N = 1.
- * fast: MPI_Iallreduce per bucket (library order: not N-invariant). */
+ * fast: MPI_Iallreduce per bucket (library order: not N-invariant).
+ *
+ * Shared memory (DpConf.shm, reduce = deterministic, every rank on one node): the
+ * gradient slabs and the node's one parameter slab live in memory all ranks map
+ * (dp_shared_grads / dp_shared_params: the caller must compute into and train those).
+ * Each shard owner sums its shard straight from the ranks' slabs along the same tree
+ * (same bits as the MPI path), the optimizer is always sharded (dp_sharded), and
+ * dp_allgather_params only waits until every rank has updated its shard. */
 #ifndef MPITRAIN_PARALLEL_DP_H
 #define MPITRAIN_PARALLEL_DP_H
 
@@ -30,6 +37,7 @@ typedef struct {
     DpReduce reduce;
     double bucket_mb;   /* bucket size (MB of float32 gradients) */
     int zero;           /* 0 | 1 */
+    int shm;            /* 1: node-shared slabs when all ranks share one node (deterministic) */
     size_t nparams;     /* slab length */
 } DpConf;
 
@@ -54,7 +62,29 @@ void dp_grad_ready(void *dp, size_t lo, size_t hi);
 void dp_poll(void *dp);
 void dp_step_end(Dp *dp);
 
-/* Exposed communication of the last step: seconds dp_step_end waited. */
+/* 1: the shared-memory path is in use (decided collectively by dp_create). */
+int dp_shm(const Dp *dp);
+/* 1: each rank's optimizer updates only its pieces (zero = 1, or the shared-memory path)
+ * and its state arrays hold only those pieces. */
+int dp_sharded(const Dp *dp);
+/* Shared-memory path: this rank's gradient slab, and the node's parameter slab (the same
+ * memory on every rank: write it on one rank then comm_barrier, except through the
+ * sharded optimizer).  NULL otherwise. */
+float *dp_shared_grads(const Dp *dp);
+float *dp_shared_params(const Dp *dp);
+
+/* Shared-memory path: fuse the optimizer into the reduction.  fn(arg, lo, hi, off) is
+ * called for each block of this rank's pieces as soon as its sum is formed (while it is
+ * in cache): slab range [lo, hi), optimizer state at [off, off + hi - lo) of the compact
+ * state arrays.  Every rank has finished its backward through that range by then, so
+ * the parameters may be written.  The caller then skips its own update of the pieces;
+ * only for updates that need nothing global (no clipping).  NULL: off.  Set it before
+ * the step's first dp_grad_ready; CHECKs dp_shm. */
+typedef void (*DpUpdateFn)(void *arg, size_t lo, size_t hi, size_t off);
+void dp_set_update(Dp *dp, DpUpdateFn fn, void *arg);
+
+/* Exposed communication of the last step: seconds dp_step_end and dp_allgather_params
+ * waited (communication nothing overlapped). */
 double dp_exposed_s(const Dp *dp);
 /* Total seconds spent in communication calls during the last step (overlapped or not). */
 double dp_comm_s(const Dp *dp);
@@ -63,8 +93,9 @@ double dp_comm_s(const Dp *dp);
  * (exchanging shard partials with ZeRO-1). partial has clip_nblocks(nparams) entries. */
 void dp_clip_partials(Dp *dp, const float *grads, double *partial);
 
-/* ZeRO-1: after the optimizer updated [shard_lo, shard_hi), give every rank all
- * parameters.  No-op when zero = 0. */
+/* After the optimizer updated this rank's pieces, give every rank all parameters
+ * (ZeRO-1: allgather; shared memory: wait for the other ranks' updates).  No-op unless
+ * dp_sharded. */
 void dp_allgather_params(Dp *dp, float *params);
 
 /* Full optimizer state for a checkpoint: full[k] (nparams floats, every rank) is filled

@@ -336,7 +336,7 @@ static void ckpt_metrics(Trainer *t, double pause, int async)
 static int save_checkpoint(Trainer *t, int sync)
 {
     float *full[2] = {NULL, NULL};
-    int zero = t->cfg.parallel_zero && t->world > 1;
+    int zero = dp_sharded(t->dp);
     for (int k = 0; k < t->nstates; k++)
         full[k] = zero ? xaligned(t->model.nparams * sizeof(float)) : t->states[k];
     dp_gather_states(t->dp, t->states, full, t->nstates);
@@ -409,6 +409,17 @@ static void optim_range(void *arg, size_t a, size_t b)
                           t->states[1] ? t->states[1] + j->off + a : NULL};
     optim_update(&t->oc, j->lr, j->step1, j->gscale, t->params + lo, t->grads + lo, st_local, 0,
                  b - a);
+}
+
+/* DpUpdateFn: a block of this rank's shard, fused into the shared-memory reduction */
+static void optim_block(void *arg, size_t lo, size_t hi, size_t off)
+{
+    OptimJob *j = arg;
+    Trainer *t = j->t;
+    float *st_local[2] = {t->states[0] ? t->states[0] + off : NULL,
+                          t->states[1] ? t->states[1] + off : NULL};
+    optim_update(&t->oc, j->lr, j->step1, j->gscale, t->params + lo, t->grads + lo, st_local, 0,
+                 hi - lo);
 }
 
 static float clip_and_scale(Trainer *t, double *norm)
@@ -496,6 +507,10 @@ static int train_loop(Trainer *t)
         int fused = t->world == 1 && c->optim_clip_norm <= 0 && !t->ckpt_fence;
         OptimJob fj = {.t = t, .lr = lr, .gscale = 1.0f, .step1 = step + 1, .lo = 0, .off = 0};
         exec_set_chunk_hook(t->exec, fused ? optim_chunk : NULL, &fj);
+        /* node-shared memory and no clipping: each block of the rank's shard is updated
+         * as soon as its sum over the ranks is formed */
+        int fused_dp = dp_shm(t->dp) && c->optim_clip_norm <= 0;
+        if (dp_shm(t->dp)) dp_set_update(t->dp, fused_dp ? optim_block : NULL, &fj);
         watchdog_step(step, "compute");
         int64_t correct = 0;
         memset(t->mb_loss, 0, t->M * sizeof(double));
@@ -539,7 +554,7 @@ static int train_loop(Trainer *t)
         }
         double norm = NAN;
         float gscale = clip_and_scale(t, &norm);
-        for (int i = 0; i < dp_npieces(t->dp) && !fused; i++) {
+        for (int i = 0; i < dp_npieces(t->dp) && !fused && !fused_dp; i++) {
             size_t hi;
             OptimJob oj = {.t = t, .lr = lr, .gscale = gscale, .step1 = step + 1};
             dp_piece(t->dp, i, &oj.lo, &hi, &oj.off);
@@ -609,16 +624,16 @@ static void trainer_free(Trainer *t)
     if (t->ckpt_async) ckpt_async_destroy(t->ckpt_async);
     loader_destroy(t->loader);
     exec_destroy(t->exec);
-    if (t->dp) dp_destroy(t->dp);
     if (t->train_ds) dataset_close(t->train_ds);
     if (t->test_ds) dataset_close(t->test_ds);
     if (t->metrics) metrics_close(t->metrics);
     if (t->trace && trace_close(t->trace)) log_error("%s", err_msg());
-    free(t->params);
-    free(t->grads);
+    if (!t->dp || t->params != dp_shared_params(t->dp)) free(t->params);
+    if (!t->dp || t->grads != dp_shared_grads(t->dp)) free(t->grads);
     for (int i = 0; i < 2; i++) free(t->states[i]);
     free(t->mb_loss);
     free(t->clip_partial);
+    if (t->dp) dp_destroy(t->dp); /* after the slabs it may own are no longer used */
     free(t->eval_x);
     free(t->eval_y);
     free(t->eval_buf);
@@ -676,14 +691,26 @@ int train_main(int argc, char **argv)
         .reduce = !strcmp(c->parallel_reduce, "fast") ? DP_REDUCE_FAST : DP_REDUCE_DETERMINISTIC,
         .bucket_mb = c->parallel_bucket_mb,
         .zero = c->parallel_zero,
+        .shm = c->parallel_shm,
         .nparams = t->model.nparams,
     };
     t->dp = dp_create(t->comm, &dc);
+    if (dp_shm(t->dp)) { /* the gradient slab every rank reads its shards from */
+        free(t->grads);
+        t->grads = dp_shared_grads(t->dp);
+    }
     for (int k = 0; k < t->nstates; k++)
         t->states[k] = xaligned(dp_state_len(t->dp) * sizeof(float));
     int resumed = 0;
     st = resume(t, a.resume, &resumed);
     if ((st = agree(t, st, "resume"))) goto out;
+    if (dp_shm(t->dp)) { /* from now on the node trains one parameter slab */
+        float *sp = dp_shared_params(t->dp);
+        if (t->comm->local_rank == 0) memcpy(sp, t->params, t->model.nparams * sizeof(float));
+        comm_barrier(t->comm);
+        free(t->params);
+        t->params = sp;
+    }
 
     /* run directory, resolved config, metrics (rank 0) */
     if (t->rank == 0) {
@@ -745,7 +772,9 @@ int train_main(int argc, char **argv)
              "this node), batch %d = %d micro-batches of %d, reduce = %s%s",
              t->world, t->world > 1 ? "s" : "", t->threads, t->threads > 1 ? "s" : "", cores,
              local, local > 1 ? "s" : "", t->B, t->M, t->mb_rows, c->parallel_reduce,
-             c->parallel_zero ? ", ZeRO-1" : "");
+             dp_shm(t->dp) ? " through node-shared memory (one parameter slab per node, "
+                             "optimizer sharded)"
+             : c->parallel_zero && t->world > 1 ? ", ZeRO-1" : "");
     if (cores == 1 && local == 1 && sysconf(_SC_NPROCESSORS_ONLN) > 1)
         log_info("warning: this rank may use only 1 of the node's %ld cores: mpirun binds each "
                  "rank to a core by default (np <= 2); run mpirun with --bind-to none (or "

@@ -26,8 +26,8 @@ typedef struct {
     Model model;
     OptimConf oc;
     SchedConf sc;
-    float *params;          /* (nparams) */
-    float *grads;           /* (nparams) */
+    float *params;          /* (nparams); node-shared memory when dp_shm (owned by dp) */
+    float *grads;           /* (nparams); node-shared memory when dp_shm (owned by dp) */
     float *states[2];       /* (dp_state_len) each: this rank's optimizer-state pieces */
     int nstates;
     Dataset *train_ds, *test_ds;

@@ -1,8 +1,9 @@
 #!/usr/bin/env bash
 # Data-parallel: after K steps the parameters (and optimizer state) are bitwise identical
 # for N = 1, 2, 4 ranks with reduce = deterministic, with and without ZeRO-1, with
-# dropout on; N = 3 runs (deterministic, not N-invariant, and says so); the fast path
-# differs from the deterministic one only within a stated tolerance.
+# dropout on, over MPI and through node-shared memory; N = 3 runs (deterministic, not
+# N-invariant, and says so; MPI and shared memory agree); the fast path differs from the
+# deterministic one only within a stated tolerance.
 source "$(dirname "$0")/lib.sh"
 need_fmnist
 small_job j
@@ -26,12 +27,28 @@ same_arrays "$(final_ckpt "$WORK/runs/nc1")" "$(final_ckpt "$WORK/runs/nc2")" /m
 same_arrays "$(final_ckpt "$WORK/runs/nc1")" "$(final_ckpt "$WORK/runs/nc4")" /model /optim
 mpi 1 train "$WORK/j.ini" --set optim.clip_norm=0 --set train.threads=1 --set run.dir="$WORK/runs/nc1t1" >/dev/null 2>&1
 same_arrays "$(final_ckpt "$WORK/runs/nc1")" "$(final_ckpt "$WORK/runs/nc1t1")" /model /optim
+note "node-shared memory (parallel.shm): the same bits, with clipping (update after the reduction) and without (fused into it)"
+for np in 2 4; do
+    mpi $np train "$WORK/j.ini" --set parallel.shm=true --set parallel.bucket_mb=0.02 \
+        --set run.dir="$WORK/runs/shm$np" >"$WORK/log.shm$np" 2>&1 \
+        || { tail -n 20 "$WORK/log.shm$np"; fail "shm N=$np failed"; }
+    grep -q "through node-shared memory" "$WORK/log.shm$np" || fail "shm N=$np: the log does not say it used shared memory"
+    same_arrays "$base" "$(final_ckpt "$WORK/runs/shm$np")" /model /optim
+    mpi $np train "$WORK/j.ini" --set parallel.shm=true --set optim.clip_norm=0 \
+        --set run.dir="$WORK/runs/shmnc$np" >"$WORK/log.shmnc$np" 2>&1 \
+        || { tail -n 20 "$WORK/log.shmnc$np"; fail "shm no-clip N=$np failed"; }
+    same_arrays "$(final_ckpt "$WORK/runs/nc1")" "$(final_ckpt "$WORK/runs/shmnc$np")" /model /optim
+done
 note "N=3: runs, deterministic for N=3, says it is not N-invariant"
 mpi 3 train "$WORK/j.ini" --set train.micro_batches=8 --set run.dir="$WORK/runs/n3" >"$WORK/log.n3" 2>&1 \
     || { tail -n 20 "$WORK/log.n3"; fail "N=3 failed"; }
 grep -q "NOT bitwise equal" "$WORK/log.n3" || fail "N=3 did not say that its bits differ from other N"
 mpi 3 train "$WORK/j.ini" --set run.dir="$WORK/runs/n3b" >/dev/null 2>&1
 same_arrays "$(final_ckpt "$WORK/runs/n3")" "$(final_ckpt "$WORK/runs/n3b")" /model
+note "N=3 through shared memory: the same folded tree, the same bits as over MPI"
+mpi 3 train "$WORK/j.ini" --set train.micro_batches=8 --set parallel.shm=true --set run.dir="$WORK/runs/n3s" >/dev/null 2>&1 \
+    || fail "N=3 shm failed"
+same_arrays "$(final_ckpt "$WORK/runs/n3")" "$(final_ckpt "$WORK/runs/n3s")" /model /optim
 note "fast path at N=4: close to the deterministic result, within tolerance"
 mpi 4 train "$WORK/j.ini" --set parallel.reduce=fast --set run.dir="$WORK/runs/fast" >"$WORK/log.fast" 2>&1 \
     || { tail -n 20 "$WORK/log.fast"; fail "fast path failed"; }

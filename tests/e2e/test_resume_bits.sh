@@ -2,7 +2,7 @@
 # Checkpoint/resume: a run of S steps equals, bit for bit, a run stopped at some step
 # (SIGTERM -> checkpoint -> exit 75; or kill -9 of one rank after a checkpoint) and
 # resumed with --resume auto at another world size: N = 1 -> 2, 2 -> 4, 4 -> 1, with
-# ZeRO-1 off and on.
+# ZeRO-1 off and on, over MPI and through node-shared memory.
 source "$(dirname "$0")/lib.sh"
 need_fmnist
 S=400
@@ -13,10 +13,10 @@ note "reference: $S steps at N=1"
 mpi 1 train "$J" "${common[@]}" --set run.dir="$WORK/runs/ref" >"$WORK/ref.log" 2>&1 || { tail "$WORK/ref.log"; fail "reference run"; }
 REF=$(final_ckpt "$WORK/runs/ref")
 
-case_run() { # NAME NP1 NP2 ZERO HOW(term|kill9)
-    local name=$1 np1=$2 np2=$3 zero=$4 how=$5 run=$WORK/runs/$1
-    note "$name: N=$np1 -> stop ($how) -> resume at N=$np2, zero=$zero"
-    start_bg "$WORK/$name.1.log" "$np1" train "$J" "${common[@]}" --set parallel.zero=$zero --set run.dir="$run"
+case_run() { # NAME NP1 NP2 ZERO HOW(term|kill9) [SHM(true|false)]
+    local name=$1 np1=$2 np2=$3 zero=$4 how=$5 shm=${6:-false} run=$WORK/runs/$1
+    note "$name: N=$np1 -> stop ($how) -> resume at N=$np2, zero=$zero, shm=$shm"
+    start_bg "$WORK/$name.1.log" "$np1" train "$J" "${common[@]}" --set parallel.zero=$zero --set parallel.shm=$shm --set run.dir="$run"
     wait_ckpt "$run" 80
     if [ "$how" = term ]; then
         kill -TERM $(rank_pids)    # what Slurm and a cloud VM's shutdown send to every rank
@@ -34,7 +34,7 @@ case_run() { # NAME NP1 NP2 ZERO HOW(term|kill9)
     fi
     local stopped; stopped=$(latest_step "$run")
     [ "$stopped" -lt $S ] || fail "$name: the job finished before it was stopped"
-    mpi "$np2" train "$J" "${common[@]}" --set parallel.zero=$zero --set run.dir="$run" --resume auto \
+    mpi "$np2" train "$J" "${common[@]}" --set parallel.zero=$zero --set parallel.shm=$shm --set run.dir="$run" --resume auto \
         >"$WORK/$name.2.log" 2>&1 || { tail -n 20 "$WORK/$name.2.log"; fail "$name: resume failed"; }
     grep -q "resumed from .*step-0*$stopped.h5" "$WORK/$name.2.log" || { grep resum "$WORK/$name.2.log"; fail "$name: did not resume from step $stopped"; }
     same_arrays "$REF" "$(final_ckpt "$run")" /model /optim
@@ -46,6 +46,8 @@ case_run c 4 1 0 kill9
 case_run d 1 2 1 kill9
 case_run e 2 4 0 kill9
 case_run f 4 1 1 term
+case_run g 4 2 0 term true    # node-shared memory: a signal while ranks wait on each other
+case_run h 2 4 1 kill9 true   # ... and a rank killed: the others must not spin forever
 note "a config change that cannot resume is refused, naming the key; one that can is applied and logged"
 expect_exit 78 mpi 1 train "$J" "${common[@]}" --set model.layers="dense:256 relu dense:10" --set run.dir="$WORK/runs/a" --resume auto
 expect_out "model.*layers"
