@@ -78,7 +78,8 @@ for i in $(seq 1 "$REPS"); do
     echo "mpitrain,mpitrain-gemm,1,2,2,$(ours 1 2 2)" >> "$TMP/tp.csv"
     echo "mpitrain,mpitrain-gemm,2,1,4,$(ours 2 4 1)" >> "$TMP/tp.csv"
     echo "mpitrain,mpitrain-gemm,2,1,2,$(ours 2 2 1)" >> "$TMP/tp.csv"
-    echo "mpitrain-shm,mpitrain-gemm,2,1,4,$(ours 2 4 1 --set parallel.shm=true)" >> "$TMP/tp.csv"
+    echo "mpitrain-mpi,mpitrain-gemm,2,1,4,$(ours 2 4 1 --set parallel.shm=false)" >> "$TMP/tp.csv"
+    echo "mpitrain-mpi,mpitrain-gemm,4,1,4,$(ours 4 4 1 --set parallel.shm=false)" >> "$TMP/tp.csv"
     echo "mpitrain,mpitrain-gemm,4,1,4,$(ours 4 4 1)" >> "$TMP/tp.csv"
     for k in "${KERNELS[@]}"; do
         export OPENBLAS_CORETYPE=$k
@@ -89,7 +90,7 @@ for i in $(seq 1 "$REPS"); do
         echo "pytorch-ddp-gloo,$k,2,1,1,$d" >> "$TMP/tp.csv"
         unset OPENBLAS_CORETYPE
     done
-    echo "rep $i: $(tail -n $((6 + 4 * ${#KERNELS[@]})) "$TMP/tp.csv" | cut -d, -f1-3,5,6 | tr '\n' ' ')"
+    echo "rep $i: $(tail -n $((7 + 4 * ${#KERNELS[@]})) "$TMP/tp.csv" | cut -d, -f1-3,5,6 | tr '\n' ' ')"
 done
 # medians per configuration
 cut -d, -f1-5 "$TMP/tp.csv" | sort -u | while IFS=, read impl blas np th m; do
@@ -119,7 +120,7 @@ fi
 export OPENBLAS_CORETYPE=${KERNELS[0]}
 echo "== exposed communication, 20M-parameter MLP (784-4096-4096-10), N=2, batch 128"
 { echo "reduce,ranks,params,bucket_mb,step_s,comm_exposed_s,exposed_frac,comm_total_s,shm"
-  for spec in deterministic:4:false fast:4:false deterministic:4096:false deterministic:4:true; do
+  for spec in deterministic:4:true deterministic:4:false fast:4:false deterministic:4096:false; do
       IFS=: read -r mode bmb shm <<<"$spec"
       rm -rf "$TMP/ov"
       mpirun -np 2 --bind-to none $BIN train jobs/fmnist-mlp.ini --set model.layers="dense:4096 relu dense:4096 relu dense:10" \

@@ -126,7 +126,7 @@ static const KeyDesc KEYS[] = {
           "gradient bucket size for overlapping communication with backward"),
     K_INT("parallel", "zero", parallel_zero, 0, 1, "0",
           "1 = ZeRO-1: shard optimizer state across ranks (allreduce mode)"),
-    K_BOOL("parallel", "shm", parallel_shm, "false",
+    K_BOOL("parallel", "shm", parallel_shm, "true",
            "deterministic reduce, every rank on one node: reduce through node-shared memory "
            "(one parameter slab per node, optimizer sharded and fused, same bits)"),
     K_INT("parallel", "servers", parallel_servers, 1, 65536, "1",

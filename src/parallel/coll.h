@@ -49,6 +49,10 @@ int coll_progress(Comm *c, CommReq **req);
 /* Block until finished; releases *req. */
 int coll_wait(Comm *c, CommReq **req);
 
+/* dst[i] = a[i] + b[i] for i < n, vectorised for the CPU (same bits as the scalar sum);
+ * dst may be a or b.  The addition of every deterministic float reduction. */
+void coll_add_f32(float *dst, const float *a, const float *b, size_t n);
+
 /* Blocking conveniences (start + wait). */
 int coll_allreduce(Comm *c, CommMode mode, CommType type, void *buf, size_t lo, size_t hi);
 int coll_reduce_scatter(Comm *c, CommMode mode, CommType type, void *buf, size_t lo, size_t hi);

@@ -198,35 +198,30 @@ typedef float V16F __attribute__((vector_size(64)));
 typedef double V8D __attribute__((vector_size(64)));
 
 #define LOADV(v, p) memcpy(&(v), (p), sizeof(v))
-#define DEFINE_ADD(NAME, T, V, L)                                                     \
-    __attribute__((target_clones("avx512f", "avx2", "default"))) static void NAME(   \
-        T *restrict dst, const T *restrict src, size_t n, int mine_left)              \
-    {                                                                                 \
-        size_t i = 0;                                                                 \
-        for (; i + 2 * (L) <= n; i += 2 * (L)) {                                      \
-            V a0, a1, b0, b1;                                                         \
-            LOADV(a0, dst + i), LOADV(a1, dst + i + (L));                             \
-            LOADV(b0, src + i), LOADV(b1, src + i + (L));                             \
-            if (mine_left)                                                            \
-                a0 = a0 + b0, a1 = a1 + b1;                                           \
-            else                                                                      \
-                a0 = b0 + a0, a1 = b1 + a1;                                           \
-            memcpy(dst + i, &a0, sizeof a0), memcpy(dst + i + (L), &a1, sizeof a1);   \
-        }                                                                             \
-        if (mine_left)                                                                \
-            for (; i < n; i++) dst[i] = dst[i] + src[i];                              \
-        else                                                                          \
-            for (; i < n; i++) dst[i] = src[i] + dst[i];                              \
+/* dst[i] = a[i] + b[i]; dst may be a or b (each element is loaded before it is stored) */
+#define DEFINE_ADD3(NAME, LINKAGE, T, V, L)                                            \
+    __attribute__((target_clones("avx512f", "avx2", "default"))) LINKAGE void NAME(   \
+        T *dst, const T *a, const T *b, size_t n)                                      \
+    {                                                                                  \
+        size_t i = 0;                                                                  \
+        for (; i + 2 * (L) <= n; i += 2 * (L)) {                                       \
+            V a0, a1, b0, b1;                                                          \
+            LOADV(a0, a + i), LOADV(a1, a + i + (L));                                  \
+            LOADV(b0, b + i), LOADV(b1, b + i + (L));                                  \
+            a0 = a0 + b0, a1 = a1 + b1;                                                \
+            memcpy(dst + i, &a0, sizeof a0), memcpy(dst + i + (L), &a1, sizeof a1);    \
+        }                                                                              \
+        for (; i < n; i++) dst[i] = a[i] + b[i];                                       \
     }
 
-DEFINE_ADD(add_f32, float, V16F, 16)
-DEFINE_ADD(add_f64, double, V8D, 8)
+DEFINE_ADD3(coll_add_f32, , float, V16F, 16)
+DEFINE_ADD3(add_f64, static, double, V8D, 8)
 
 static void add_seg(CommType t, void *dst, const void *src, size_t n, int mine_left)
 {
     switch (t) {
-    case COMM_F32: add_f32(dst, src, n, mine_left); break;
-    case COMM_F64: add_f64(dst, src, n, mine_left); break;
+    case COMM_F32: mine_left ? coll_add_f32(dst, dst, src, n) : coll_add_f32(dst, src, dst, n); break;
+    case COMM_F64: mine_left ? add_f64(dst, dst, src, n) : add_f64(dst, src, dst, n); break;
     case COMM_I64: { /* modular: no signed overflow */
         uint64_t *restrict d = dst;
         const uint64_t *restrict s = src;

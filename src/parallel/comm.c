@@ -6,6 +6,7 @@
 #include <limits.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/statvfs.h>
 #include <unistd.h>
 
 #include "core/common.h"
@@ -409,6 +410,24 @@ static int mpi_shm_alloc(Comm *c, size_t bytes, void **bases, void **handle)
     if (c->local_size != c->size) return 1;
     /* every segment a whole number of pages, each placed by the rank that owns it */
     size_t sz = (bytes + SHM_PAGE - 1) / SHM_PAGE * SHM_PAGE;
+    /* Open MPI backs the window with a file in a tmpfs; a tmpfs too small for it (a
+     * container's 64 MB /dev/shm) would not fail the allocation but kill the first write
+     * with SIGBUS.  Check the free space first, the same verdict on every rank. */
+    const char *dir = getenv("OMPI_MCA_osc_sm_backing_directory");
+    if (!dir || !*dir) dir = "/dev/shm";
+    unsigned long long need = sz, total = 0;
+    CHECK_MPI(MPI_Allreduce(&need, &total, 1, MPI_UNSIGNED_LONG_LONG, MPI_SUM, m->comm));
+    struct statvfs vfs;
+    unsigned long long avail = statvfs(dir, &vfs) == 0 ? (unsigned long long)vfs.f_bavail * vfs.f_frsize : 0;
+    int fits = avail >= total + (16ull << 20), all_fit = 0;
+    CHECK_MPI(MPI_Allreduce(&fits, &all_fit, 1, MPI_INT, MPI_MIN, m->comm));
+    if (!all_fit) {
+        if (c->rank == 0)
+            log_info("node-shared memory: %s has %llu MB free, the shared slabs need %llu MB: "
+                     "reducing over MPI messages instead (enlarge it, e.g. docker run "
+                     "--shm-size, or set parallel.shm = false)", dir, avail >> 20, total >> 20);
+        return 1;
+    }
     MPI_Info info;
     CHECK_MPI(MPI_Info_create(&info));
     CHECK_MPI(MPI_Info_set(info, "alloc_shared_noncontig", "true"));

@@ -121,11 +121,6 @@ static void shm_setup(Dp *dp)
                 (sched_getaffinity(0, sizeof cs, &cs) == 0 ? CPU_COUNT(&cs) : 1);
 }
 
-static void add_f32(float *d, const float *a, const float *b, size_t n)
-{
-    for (size_t i = 0; i < n; i++) d[i] = a[i] + b[i];
-}
-
 /* Sum of virtual leaves [v0, v1) over elements [off, off + n): a pointer to n floats
  * (straight into a slab for a single unfolded leaf, else tree-node scratch `node`, or
  * `dst` at the root).  Lower subtree + upper subtree, as coll.h defines the tree. */
@@ -134,14 +129,14 @@ static const float *vsum(Dp *dp, int v0, int v1, size_t off, size_t n, int node,
     if (v1 - v0 == 1) {
         if (v0 >= dp->E) return dp->g[v0 + dp->E] + off;
         float *d = dst ? dst : dp->scr[node];
-        add_f32(d, dp->g[2 * v0] + off, dp->g[2 * v0 + 1] + off, n);
+        coll_add_f32(d, dp->g[2 * v0] + off, dp->g[2 * v0 + 1] + off, n);
         return d;
     }
     int mid = v0 + (v1 - v0) / 2;
     const float *a = vsum(dp, v0, mid, off, n, 2 * node, NULL);
     const float *b = vsum(dp, mid, v1, off, n, 2 * node + 1, NULL);
     float *d = dst ? dst : dp->scr[node];
-    add_f32(d, a, b, n);
+    coll_add_f32(d, a, b, n);
     return d;
 }
 
