@@ -78,7 +78,7 @@ for i in $(seq 1 "$REPS"); do
     echo "mpitrain,mpitrain-gemm,1,2,2,$(ours 1 2 2)" >> "$TMP/tp.csv"
     echo "mpitrain,mpitrain-gemm,2,1,4,$(ours 2 4 1)" >> "$TMP/tp.csv"
     echo "mpitrain,mpitrain-gemm,2,1,2,$(ours 2 2 1)" >> "$TMP/tp.csv"
-    echo "mpitrain-mpi,mpitrain-gemm,2,1,4,$(ours 2 4 1 --set parallel.shm=false)" >> "$TMP/tp.csv"
+    echo "mpitrain-shm,mpitrain-gemm,2,1,4,$(ours 2 4 1 --set parallel.shm=true)" >> "$TMP/tp.csv"
     echo "mpitrain-mpi,mpitrain-gemm,4,1,4,$(ours 4 4 1 --set parallel.shm=false)" >> "$TMP/tp.csv"
     echo "mpitrain,mpitrain-gemm,4,1,4,$(ours 4 4 1)" >> "$TMP/tp.csv"
     for k in "${KERNELS[@]}"; do

@@ -126,9 +126,10 @@ static const KeyDesc KEYS[] = {
           "gradient bucket size for overlapping communication with backward"),
     K_INT("parallel", "zero", parallel_zero, 0, 1, "0",
           "1 = ZeRO-1: shard optimizer state across ranks (allreduce mode)"),
-    K_BOOL("parallel", "shm", parallel_shm, "true",
+    K_ENUM("parallel", "shm", parallel_shm, "auto|true|false", "auto",
            "deterministic reduce, every rank on one node: reduce through node-shared memory "
-           "(one parameter slab per node, optimizer sharded and fused, same bits)"),
+           "(one parameter slab per node, optimizer sharded and fused, same bits); auto = "
+           "when 3 or more ranks share the node"),
     K_INT("parallel", "servers", parallel_servers, 1, 65536, "1",
           "ps mode: ranks [0, servers) are parameter servers"),
     K_ENUM("parallel", "consistency", parallel_consistency, "sync|async|ssp", "sync",

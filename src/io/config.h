@@ -51,7 +51,7 @@ typedef struct {
     char parallel_reduce[16];  /* deterministic | fast */
     double parallel_bucket_mb;
     int parallel_zero;         /* 0 | 1 */
-    int parallel_shm;          /* bool */
+    char parallel_shm[16];     /* auto | true | false */
     int parallel_servers;      /* ps mode */
     char parallel_consistency[16]; /* sync | async | ssp */
     int parallel_staleness;

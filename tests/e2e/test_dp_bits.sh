@@ -27,21 +27,25 @@ same_arrays "$(final_ckpt "$WORK/runs/nc1")" "$(final_ckpt "$WORK/runs/nc2")" /m
 same_arrays "$(final_ckpt "$WORK/runs/nc1")" "$(final_ckpt "$WORK/runs/nc4")" /model /optim
 mpi 1 train "$WORK/j.ini" --set optim.clip_norm=0 --set train.threads=1 --set run.dir="$WORK/runs/nc1t1" >/dev/null 2>&1
 same_arrays "$(final_ckpt "$WORK/runs/nc1")" "$(final_ckpt "$WORK/runs/nc1t1")" /model /optim
-grep -q "through node-shared memory" "$WORK/log.n2z0" || fail "N=2: the log does not say it used node-shared memory (the default on one node)"
-note "over MPI messages (parallel.shm = false): the same bits, with clipping and without"
-for np in 2 4; do
-    mpi $np train "$WORK/j.ini" --set parallel.shm=false --set parallel.bucket_mb=0.02 \
-        --set run.dir="$WORK/runs/mpi$np" >"$WORK/log.mpi$np" 2>&1 \
-        || { tail -n 20 "$WORK/log.mpi$np"; fail "shm=false N=$np failed"; }
-    grep -q "through node-shared memory" "$WORK/log.mpi$np" && fail "shm=false N=$np still used shared memory"
-    same_arrays "$base" "$(final_ckpt "$WORK/runs/mpi$np")" /model /optim
-    mpi $np train "$WORK/j.ini" --set parallel.shm=false --set optim.clip_norm=0 \
-        --set run.dir="$WORK/runs/mpinc$np" >"$WORK/log.mpinc$np" 2>&1 \
-        || { tail -n 20 "$WORK/log.mpinc$np"; fail "shm=false no-clip N=$np failed"; }
-    same_arrays "$(final_ckpt "$WORK/runs/nc1")" "$(final_ckpt "$WORK/runs/mpinc$np")" /model /optim
+# parallel.shm = auto: messages with 2 ranks on the node, shared memory from 3 on
+grep -q "through node-shared memory" "$WORK/log.n2z0" && fail "N=2, shm = auto: used shared memory"
+grep -q "through node-shared memory" "$WORK/log.n4z0" || fail "N=4, shm = auto: the log does not say it used node-shared memory"
+note "the other path at each N (shm = true at N=2, false at N=4): the same bits, with clipping and without"
+for spec in 2:true 4:false; do
+    np=${spec%%:*}; shm=${spec##*:}
+    mpi $np train "$WORK/j.ini" --set parallel.shm=$shm --set parallel.bucket_mb=0.02 \
+        --set run.dir="$WORK/runs/x$np" >"$WORK/log.x$np" 2>&1 \
+        || { tail -n 20 "$WORK/log.x$np"; fail "shm=$shm N=$np failed"; }
+    if [ $shm = true ]; then grep -q "through node-shared memory" "$WORK/log.x$np" || fail "shm=true N=$np did not use shared memory"
+    else grep -q "through node-shared memory" "$WORK/log.x$np" && fail "shm=false N=$np used shared memory"; fi
+    same_arrays "$base" "$(final_ckpt "$WORK/runs/x$np")" /model /optim
+    mpi $np train "$WORK/j.ini" --set parallel.shm=$shm --set optim.clip_norm=0 \
+        --set run.dir="$WORK/runs/xnc$np" >"$WORK/log.xnc$np" 2>&1 \
+        || { tail -n 20 "$WORK/log.xnc$np"; fail "shm=$shm no-clip N=$np failed"; }
+    same_arrays "$(final_ckpt "$WORK/runs/nc1")" "$(final_ckpt "$WORK/runs/xnc$np")" /model /optim
 done
 note "a tmpfs too small for the shared slabs: a note, and the MPI path (no SIGBUS)"
-OMPI_MCA_osc_sm_backing_directory=/nonexistent-dir mpi 2 train "$WORK/j.ini" --set run.dir="$WORK/runs/noshm" >"$WORK/log.noshm" 2>&1 \
+OMPI_MCA_osc_sm_backing_directory=/nonexistent-dir mpi 2 train "$WORK/j.ini" --set parallel.shm=true --set run.dir="$WORK/runs/noshm" >"$WORK/log.noshm" 2>&1 \
     || { tail -n 20 "$WORK/log.noshm"; fail "N=2 without usable shared memory failed"; }
 grep -q "reducing over MPI messages instead" "$WORK/log.noshm" || fail "no note about the missing shared memory"
 same_arrays "$base" "$(final_ckpt "$WORK/runs/noshm")" /model /optim

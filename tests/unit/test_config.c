@@ -100,6 +100,7 @@ static void test_defaults(void **state)
     assert_string_equal(c.parallel_reduce, "deterministic");
     assert_true(c.parallel_bucket_mb == 4.0);
     assert_int_equal(c.parallel_zero, 0);
+    assert_string_equal(c.parallel_shm, "auto");
     assert_int_equal(c.parallel_servers, 1);
     assert_string_equal(c.parallel_consistency, "sync");
     assert_int_equal(c.parallel_staleness, 2);
@@ -320,6 +321,10 @@ static void test_set(void **state)
                      "(sections: [model] [data] [train] [optim] [parallel] [checkpoint] [run])");
     expect_set_error("parallel.mode=ring",
                      "--set parallel.mode=ring: not allowed, must be one of: allreduce, ps");
+    assert_int_equal(config_set(&c, "parallel.shm=false", "--set"), 0);
+    assert_string_equal(c.parallel_shm, "false");
+    expect_set_error("parallel.shm=yes",
+                     "--set parallel.shm=yes: not allowed, must be one of: auto, true, false");
     expect_set_error("run.name=a\tb", "--set run.name=a\tb: contains a control character (byte 9)");
 
     err_clear();
