@@ -32,6 +32,14 @@
 
 #include "parallel/comm.h"
 
+/* P of the canonical tree: the largest power of two <= n (n >= 1). */
+static inline int coll_pow2_floor(int n)
+{
+    int p = 1;
+    while (p * 2 <= n) p *= 2;
+    return p;
+}
+
 /* The shard of [lo, hi) that rank `rank` of `size` holds after a reduce-scatter and
  * contributes to an allgather: [*shard_lo, *shard_hi), possibly empty
  * (*shard_lo == *shard_hi).  Pure function of its arguments; shards of ranks 0..size-1

@@ -12,24 +12,17 @@
 
 /* ---- layout ---- */
 
-static int pow2_floor(int n)
-{
-    int p = 1;
-    while (p * 2 <= n) p *= 2;
-    return p;
-}
-
 /* Virtual rank of a real rank (-1: folded into rank - 1), and back. */
 static int real_to_virt(int rank, int size)
 {
-    int e = size - pow2_floor(size);
+    int e = size - coll_pow2_floor(size);
     if (rank < 2 * e) return rank % 2 ? -1 : rank / 2;
     return rank - e;
 }
 
 static int virt_to_real(int v, int size)
 {
-    int e = size - pow2_floor(size);
+    int e = size - coll_pow2_floor(size);
     return v < e ? 2 * v : v + e;
 }
 
@@ -65,11 +58,11 @@ void coll_shard_range(size_t lo, size_t hi, int size, int rank, size_t *shard_lo
     if (v < 0) {
         /* folded away: an empty shard at the end of its predecessor's */
         size_t a, b;
-        shard_of(lo, hi, pow2_floor(size), real_to_virt(rank - 1, size), &a, &b);
+        shard_of(lo, hi, coll_pow2_floor(size), real_to_virt(rank - 1, size), &a, &b);
         *shard_lo = *shard_hi = b;
         return;
     }
-    shard_of(lo, hi, pow2_floor(size), v, shard_lo, shard_hi);
+    shard_of(lo, hi, coll_pow2_floor(size), v, shard_lo, shard_hi);
 }
 
 /* ---- plan ---- */
@@ -98,7 +91,7 @@ void coll_det_plan(CollDet *d, const CommTask *task, MPI_Comm comm, int rank, in
     d->buf = task->buf;
     d->lo = task->lo;
     d->hi = task->hi;
-    d->P = pow2_floor(size);
+    d->P = coll_pow2_floor(size);
     d->tag0 = tag0;
     d->nphase = 0;
     d->cur = -1;

@@ -82,13 +82,6 @@ static CommMode mode_of(const Dp *dp)
  * writes its gradient slab again only in the next step's backward, after the "allgather"
  * wait, when every owner has finished reading it. */
 
-static int pow2_floor(int n)
-{
-    int p = 1;
-    while (p * 2 <= n) p *= 2;
-    return p;
-}
-
 static void shm_setup(Dp *dp)
 {
     Comm *comm = dp->comm;
@@ -112,7 +105,7 @@ static void shm_setup(Dp *dp)
     free(bases);
     dp->ctl[comm->rank]->pid = (int64_t)getpid();
     comm_barrier(comm); /* every pid written before anyone waits */
-    dp->P = pow2_floor(N);
+    dp->P = coll_pow2_floor(N);
     dp->E = N - dp->P;
     dp->scr = xcalloc(2 * (size_t)dp->P, sizeof(float *));
     for (int i = 0; i < 2 * dp->P; i++) dp->scr[i] = xaligned(SHM_BLK * sizeof(float));

@@ -218,8 +218,7 @@ static int build_model(Trainer *t)
         return err_set(st, "model.layers: %s", msg);
     }
     size_t P = t->model.nparams;
-    t->params = xaligned(P * sizeof(float));
-    t->grads = xaligned(P * sizeof(float));
+    t->params = xaligned(P * sizeof(float)); /* the gradient slab comes with dp_create */
     t->mb_loss = xcalloc(t->M, sizeof(double));
     t->clip_partial = xcalloc(clip_nblocks(P), sizeof(double));
     return 0;
@@ -700,10 +699,9 @@ int train_main(int argc, char **argv)
         .nparams = t->model.nparams,
     };
     t->dp = dp_create(t->comm, &dc);
-    if (dp_shm(t->dp)) { /* the gradient slab every rank reads its shards from */
-        free(t->grads);
-        t->grads = dp_shared_grads(t->dp);
-    }
+    /* shared memory: the gradient slab every rank reads its shards from */
+    t->grads = dp_shm(t->dp) ? dp_shared_grads(t->dp)
+                             : xaligned(t->model.nparams * sizeof(float));
     for (int k = 0; k < t->nstates; k++)
         t->states[k] = xaligned(dp_state_len(t->dp) * sizeof(float));
     int resumed = 0;

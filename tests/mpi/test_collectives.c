@@ -8,6 +8,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "common/collref.h"
 #include "common/mpitest.h"
 #include "core/common.h"
 #include "core/optim.h"
@@ -15,23 +16,6 @@
 #include "parallel/comm.h"
 
 /* ---- inputs ---- */
-
-static uint64_t mix(uint64_t x)
-{
-    x += 0x9e3779b97f4a7c15ull;
-    x = (x ^ (x >> 30)) * 0xbf58476d1ce4e5b9ull;
-    x = (x ^ (x >> 27)) * 0x94d049bb133111ebull;
-    return x ^ (x >> 31);
-}
-
-/* A float with a random sign, mantissa and exponent in [2^-8, 2^8): sums round. */
-static float gen_f32(uint64_t seed, int who, size_t i)
-{
-    uint64_t h = mix(seed * 0x100000001b3ull ^ mix((uint64_t)who * 0x9e37 + i));
-    float m = 1.0f + (float)(h & 0xffffff) / 16777216.0f;
-    int e = (int)((h >> 24) % 17) - 8;
-    return ((h >> 40) & 1 ? -1.0f : 1.0f) * ldexpf(m, e);
-}
 
 static double gen_f64(uint64_t seed, int who, size_t i)
 {
@@ -47,34 +31,10 @@ static int64_t gen_i64(uint64_t seed, int who, size_t i)
 
 /* ---- reference trees ---- */
 
-/* Balanced tree over v[0..n), n a power of two, left + right. */
-static float tree_f32(const float *v, int n)
-{
-    if (n == 1) return v[0];
-    return tree_f32(v, n / 2) + tree_f32(v + n / 2, n / 2);
-}
-
 static double tree_f64(const double *v, int n)
 {
     if (n == 1) return v[0];
     return tree_f64(v, n / 2) + tree_f64(v + n / 2, n / 2);
-}
-
-static int pow2_floor(int n)
-{
-    int p = 1;
-    while (p * 2 <= n) p *= 2;
-    return p;
-}
-
-/* What COMM_DET computes from leaves p[0..N): fold pairs (2i, 2i+1) for i < N-P, then
- * the balanced tree over the P virtual leaves. */
-static float det_ref_f32(const float *p, int N)
-{
-    int P = pow2_floor(N), E = N - P;
-    float v[64];
-    for (int i = 0; i < P; i++) v[i] = i < E ? p[2 * i] + p[2 * i + 1] : p[i + E];
-    return tree_f32(v, P);
 }
 
 static double det_ref_f64(const double *p, int N)

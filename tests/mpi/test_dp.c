@@ -9,6 +9,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "common/collref.h"
 #include "common/mpitest.h"
 #include "core/common.h"
 #include "core/optim.h"
@@ -17,41 +18,13 @@
 
 static Comm *g_comm;
 
-static uint64_t mix(uint64_t x)
+/* The canonical sum over the N ranks' element i (each rank's input: gen_f32) */
+static float ref_sum(uint64_t seed, size_t i, int N)
 {
-    x += 0x9e3779b97f4a7c15ull;
-    x = (x ^ (x >> 30)) * 0xbf58476d1ce4e5b9ull;
-    x = (x ^ (x >> 27)) * 0x94d049bb133111ebull;
-    return x ^ (x >> 31);
+    float p[128];
+    for (int r = 0; r < N; r++) p[r] = gen_f32(seed, r, i);
+    return det_ref_f32(p, N);
 }
-
-/* rank `who`'s local gradient element i in step `seed`: random sign, mantissa, exponent */
-static float gen(uint64_t seed, int who, size_t i)
-{
-    uint64_t h = mix(seed * 0x100000001b3ull ^ mix((uint64_t)who * 0x9e37 + i));
-    float m = 1.0f + (float)(h & 0xffffff) / 16777216.0f;
-    return ((h >> 40) & 1 ? -1.0f : 1.0f) * ldexpf(m, (int)((h >> 24) % 17) - 8);
-}
-
-static int pow2_floor(int n)
-{
-    int p = 1;
-    while (p * 2 <= n) p *= 2;
-    return p;
-}
-
-/* coll.h's canonical tree over N ranks' values of element i: fold pairs (2v, 2v+1) for
- * v < E, then the balanced tree over P virtual ranks, lower + upper */
-static float vtree(uint64_t seed, size_t i, int N, int v0, int v1)
-{
-    int E = N - pow2_floor(N);
-    if (v1 - v0 == 1)
-        return v0 < E ? gen(seed, 2 * v0, i) + gen(seed, 2 * v0 + 1, i) : gen(seed, v0 + E, i);
-    int mid = v0 + (v1 - v0) / 2;
-    return vtree(seed, i, N, v0, mid) + vtree(seed, i, N, mid, v1);
-}
-
-static float ref_sum(uint64_t seed, size_t i, int N) { return vtree(seed, i, N, 0, pow2_floor(N)); }
 
 typedef struct {
     Dp *dp;
@@ -108,7 +81,7 @@ static int run_case(size_t n, double bucket_mb, int zero, int shm, int fused, in
         memset(seen, 0, n ? n : 1);
         if (dp_shm(dp)) dp_set_update(dp, fused ? hook : NULL, &h);
         dp_step_begin(dp, grads);
-        for (size_t i = 0; i < n; i++) grads[i] = gen(seed, me, i);
+        for (size_t i = 0; i < n; i++) grads[i] = gen_f32(seed, me, i);
         /* layers ready from the top of the slab down, a poll between each */
         for (int l = nlayers - 1; l >= 0; l--) {
             size_t lo = n * (size_t)l / (size_t)nlayers, hi = n * (size_t)(l + 1) / (size_t)nlayers;
