@@ -6,6 +6,7 @@
 #include <string.h>
 #include <time.h>
 #include <errno.h>
+#include <sys/mman.h>
 #include <sys/stat.h>
 #include <unistd.h>
 
@@ -107,12 +108,18 @@ void *xcalloc(size_t n, size_t size)
     return p;
 }
 
+/* 2 MiB pages for slabs of 1 MiB and more (THP in madvise mode) */
+enum { HUGE_PAGE = 2 << 20, HUGE_MIN = 1 << 20 };
+
 void *xaligned(size_t n)
 {
     size_t sz = (n + 63) & ~(size_t)63;
+    size_t align = sz >= HUGE_MIN ? HUGE_PAGE : 64;
+    if (align == HUGE_PAGE) sz = (sz + HUGE_PAGE - 1) & ~(size_t)(HUGE_PAGE - 1);
     void *p = NULL;
-    if (posix_memalign(&p, 64, sz ? sz : 64) != 0 || !p)
+    if (posix_memalign(&p, align, sz ? sz : 64) != 0 || !p)
         fatal(MT_EX_OSERR, "out of memory allocating %zu bytes", n);
+    if (align == HUGE_PAGE) (void)madvise(p, sz, MADV_HUGEPAGE);
     memset(p, 0, sz);
     return p;
 }
