@@ -67,6 +67,9 @@ void coll_shard_range(size_t lo, size_t hi, int size, int rank, size_t *shard_lo
 
 /* ---- plan ---- */
 
+/* tag steps: fold 0, reduce step s 1+s, gather step s 32+s, unfold 63 */
+enum { STEP_FOLD = 0, STEP_REDUCE = 1, STEP_GATHER = 32, STEP_UNFOLD = 63 };
+
 static CollSet set_whole(void) { return (CollSet){1, 0, 1}; }
 static CollSet set_none(void) { return (CollSet){0, 1 << 30, 1}; }
 static CollSet set_shards(int first, int stride) { return (CollSet){0, first, stride}; }
@@ -75,11 +78,10 @@ static void add_phase(CollDet *d, int peer, int step, CollSet send, CollSet recv
                       int mine_left, int paired)
 {
     CHECK(d->nphase < COLL_MAX_PHASES && step < COLL_TAG_STEPS);
-    d->ph[d->nphase++] = (CollPhase){peer, step, step, send, recv, add, mine_left, paired, 0};
+    d->ph[d->nphase++] = (CollPhase){peer, step, step, send, recv, add, mine_left, paired, 0,
+                                     step >= STEP_GATHER};
 }
 
-/* tag steps: fold 0, reduce step s 1+s, gather step s 32+s, unfold 63 */
-enum { STEP_FOLD = 0, STEP_REDUCE = 1, STEP_GATHER = 32, STEP_UNFOLD = 63 };
 
 void coll_det_plan(CollDet *d, const CommTask *task, MPI_Comm comm, int rank, int size,
                    int doubling, int tag0, char *ring, size_t segment_bytes, int window)
@@ -89,6 +91,10 @@ void coll_det_plan(CollDet *d, const CommTask *task, MPI_Comm comm, int rank, in
     d->type = task->type;
     d->esz = comm_type_size(task->type);
     d->buf = task->buf;
+    d->on_sum = task->on_sum;
+    d->on_sum_arg = task->on_sum_arg;
+    d->gbuf = task->on_sum && task->gather_buf ? task->gather_buf : task->buf;
+    CHECK(!d->on_sum || (task->kind == COMM_ALLREDUCE && !doubling));
     d->lo = task->lo;
     d->hi = task->hi;
     d->P = coll_pow2_floor(size);
@@ -113,6 +119,7 @@ void coll_det_plan(CollDet *d, const CommTask *task, MPI_Comm comm, int rank, in
     }
     int folds = rank < 2 * E; /* even rank that absorbs rank + 1 */
     if (reduce && folds) add_phase(d, rank + 1, STEP_FOLD, set_none(), set_whole(), 1, 1, 0);
+    if (d->on_sum && k == 0 && d->hi > d->lo) d->on_sum(d->on_sum_arg, d->lo, d->hi); /* N = 1 */
     if (reduce && doubling && gather) {
         for (int s = 0; s < k; s++) {
             int pv = v ^ (1 << s);
@@ -274,7 +281,7 @@ static void stream_fill(CollDet *d, int s)
         t->cnt[i] = cnt;
         int bytes = (int)(cnt * d->esz);
         MPI_Request *r = &d->req[s * W + i];
-        char *at = d->buf + off * d->esz;
+        char *at = (p->gath || s >= CS_SEND_B ? d->gbuf : d->buf) + off * d->esz;
         if (s == CS_SEND_A || s == CS_SEND_B)
             CHECK_MPI(MPI_Isend(at, bytes, MPI_BYTE, p->peer, tag, d->comm, r));
         else
@@ -299,6 +306,8 @@ static int stream_process(CollDet *d, int s)
             if (p->add)
                 add_seg(d->type, d->buf + t->off[i] * d->esz, slot_ring(d, i), t->cnt[i],
                         p->mine_left);
+            /* the last reduce step's sums are final: they are this rank's shard */
+            if (p->fused && d->on_sum) d->on_sum(d->on_sum_arg, t->off[i], t->off[i] + t->cnt[i]);
         }
         t->state[i] = 0;
         t->finished++;
@@ -350,7 +359,7 @@ int coll_det_progress(CollDet *d, int block)
 int coll_start(Comm *c, CommKind kind, CommMode mode, CommType type, void *buf, size_t lo,
                size_t hi, CommReq **req)
 {
-    CommTask t = {kind, mode, type, buf, lo, hi};
+    CommTask t = {kind, mode, type, buf, lo, hi, NULL, NULL, NULL};
     return comm_start(c, &t, req);
 }
 
@@ -366,7 +375,7 @@ int coll_wait(Comm *c, CommReq **req) { return comm_wait(c, req); }
 static int run(Comm *c, CommKind kind, CommMode mode, CommType type, void *buf, size_t lo,
                size_t hi)
 {
-    CommTask t = {kind, mode, type, buf, lo, hi};
+    CommTask t = {kind, mode, type, buf, lo, hi, NULL, NULL, NULL};
     return comm_run(c, &t);
 }
 

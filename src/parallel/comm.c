@@ -236,6 +236,8 @@ static int check_task(const Comm *c, const CommTask *t)
         return err_set(MT_EX_SOFTWARE, "comm_start: unknown CommKind %d", (int)t->kind);
     if (t->mode != COMM_DET && t->mode != COMM_FAST)
         return err_set(MT_EX_SOFTWARE, "comm_start: unknown CommMode %d", (int)t->mode);
+    if (t->on_sum && (t->mode != COMM_DET || t->kind != COMM_ALLREDUCE))
+        return err_set(MT_EX_SOFTWARE, "comm_start: on_sum needs a COMM_DET allreduce");
     if (t->lo > t->hi)
         return err_set(MT_EX_SOFTWARE, "comm_start: empty range reversed: lo %zu > hi %zu",
                        t->lo, t->hi);
@@ -311,7 +313,8 @@ static int mpi_start(Comm *c, const CommTask *t, CommReq **req)
         start_fast(c, m, q, t);
     } else {
         size_t bytes = (t->hi - t->lo) * comm_type_size(t->type);
-        int doubling = t->kind == COMM_ALLREDUCE && bytes <= m->conf.doubling_max_bytes;
+        int doubling = t->kind == COMM_ALLREDUCE && bytes <= m->conf.doubling_max_bytes &&
+                       !t->on_sum;
         int tag0 = COLL_TAG_BASE + (int)(m->seq % (uint64_t)m->seq_mod) * COLL_TAG_STEPS;
         m->seq++;
         q->det = 1;

@@ -61,6 +61,16 @@ typedef struct {
     CommType type;
     void *buf;     /* base of the slab; only [lo, hi) is read or written */
     size_t lo, hi; /* element indices, lo <= hi */
+    /* Optional, COMM_DET allreduce only (ZeRO-1 in one pass): on_sum(on_sum_arg, a, b) is
+     * called on the calling thread for each piece [a, b) of this rank's shard
+     * (coll_shard_range) as soon as its sum is final in buf, and must fill [a, b) of
+     * gather_buf (e.g. the optimizer's update of the parameters); the gather steps then
+     * distribute gather_buf's shards instead of buf's, so every rank ends with all of
+     * gather_buf's [lo, hi), and buf holds the sum on this rank's shard only.  on_sum
+     * NULL: gather_buf is ignored. */
+    void (*on_sum)(void *arg, size_t a, size_t b);
+    void *on_sum_arg;
+    void *gather_buf;
 } CommTask;
 
 /* Tuning, identical on all ranks (comm_create checks and refuses a mismatch). */

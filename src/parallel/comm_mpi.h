@@ -49,6 +49,7 @@ typedef struct {
     int mine_left;  /* in the addition, this rank's value is the left operand */
     int paired;     /* send set == recv set: add a segment only once its send is done */
     int fused;      /* stream B active */
+    int gath;       /* a gather step: moves the gather buffer */
 } CollPhase;
 
 typedef struct {
@@ -72,6 +73,9 @@ enum { CS_SEND_A, CS_RECV_A, CS_SEND_B, CS_RECV_B, CS_N };
 typedef struct {
     MPI_Comm comm;
     char *buf;
+    char *gbuf;                    /* what gather steps and stream B move (buf or gather_buf) */
+    void (*on_sum)(void *arg, size_t a, size_t b);
+    void *on_sum_arg;
     size_t esz;
     CommType type;
     size_t lo, hi;

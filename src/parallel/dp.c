@@ -60,6 +60,9 @@ struct Dp {
     size_t *bsoff;       /* (nb) state offset of this rank's shard of bucket b */
     DpUpdateFn upd;      /* fused optimizer update, or NULL */
     void *upd_arg;
+    float *upd_params;   /* message path: the slab the fused update writes and the
+                            reduction's gather steps distribute */
+    struct DpBucketArg { struct Dp *dp; int b; size_t lo; } *barg; /* (nb) on_sum args */
 };
 
 static CommMode mode_of(const Dp *dp)
@@ -217,7 +220,8 @@ Dp *dp_create(Comm *comm, const DpConf *c)
     dp->req = xcalloc(dp->nb ? dp->nb : 1, sizeof(CommReq *));
     if (comm->size > 1 && c->shm && c->reduce == DP_REDUCE_DETERMINISTIC) shm_setup(dp);
     dp->sharded = comm->size > 1 && (c->zero || dp->shm);
-    if (dp->shm) dp->bsoff = xcalloc((size_t)dp->nb, sizeof(size_t));
+    if (dp->sharded) dp->bsoff = xcalloc((size_t)dp->nb, sizeof(size_t));
+    dp->barg = xcalloc((size_t)(dp->nb ? dp->nb : 1), sizeof *dp->barg);
     /* shard pieces */
     if (dp->sharded) {
         dp->plo = xcalloc(dp->nb, sizeof(size_t));
@@ -230,7 +234,8 @@ Dp *dp_create(Comm *comm, const DpConf *c)
             dp->plo[dp->npieces] = lo;
             dp->phi[dp->npieces] = hi2;
             dp->poff[dp->npieces] = dp->state_len;
-            if (dp->shm) dp->bsoff[b] = dp->state_len;
+            dp->bsoff[b] = dp->state_len;
+            dp->barg[b] = (struct DpBucketArg){dp, b, lo};
             dp->state_len += hi2 - lo;
             dp->npieces++;
         }
@@ -258,22 +263,39 @@ void dp_destroy(Dp *dp)
     free(dp->phi);
     free(dp->poff);
     free(dp->partial);
+    free(dp->barg);
+    free(dp->bsoff);
     if (dp->shm) {
         comm_shm_free(dp->comm, dp->shm_handle);
         for (int i = 0; i < 2 * dp->P; i++) free(dp->scr[i]);
         free(dp->scr);
         free(dp->g);
         free(dp->ctl);
-        free(dp->bsoff);
     }
     free(dp);
 }
 
-void dp_set_update(Dp *dp, DpUpdateFn fn, void *arg)
+int dp_can_fuse_update(const Dp *dp)
 {
-    CHECK(!fn || dp->shm);
+    return dp->shm || (dp->sharded && dp->c.reduce == DP_REDUCE_DETERMINISTIC);
+}
+
+void dp_set_update(Dp *dp, DpUpdateFn fn, void *arg, float *params)
+{
+    CHECK(!fn || dp_can_fuse_update(dp));
+    CHECK(!fn || dp->shm || params);
     dp->upd = fn;
     dp->upd_arg = arg;
+    dp->upd_params = params;
+}
+
+/* on_sum of a bucket's reduction (message path): [a, b) of this rank's shard of the
+ * bucket is summed; update it now (the parameters are then gathered by the same task) */
+static void bucket_summed(void *arg, size_t a, size_t b)
+{
+    const struct DpBucketArg *ba = arg;
+    Dp *dp = ba->dp;
+    dp->upd(dp->upd_arg, a, b, dp->bsoff[ba->b] + (a - ba->lo));
 }
 
 int dp_shm(const Dp *dp) { return dp->shm; }
@@ -337,8 +359,15 @@ static void start_ready(Dp *dp)
         if (dp->next_start - dp->next_done >= DP_MAX_INFLIGHT) wait_oldest(dp);
         int b = dp->next_start;
         CommKind kind = dp->c.zero ? COMM_REDUCE_SCATTER : COMM_ALLREDUCE;
-        int st = coll_start(dp->comm, kind, mode_of(dp), COMM_F32, dp->grads, dp->blo[b],
-                            dp->bhi[b], &dp->req[b]);
+        CommTask task = {kind, mode_of(dp), COMM_F32, dp->grads, dp->blo[b], dp->bhi[b],
+                         NULL, NULL, NULL};
+        if (dp->upd) { /* ZeRO-1 in one pass: reduce-scatter, update, allgather */
+            task.kind = COMM_ALLREDUCE;
+            task.on_sum = bucket_summed;
+            task.on_sum_arg = &dp->barg[b];
+            task.gather_buf = dp->upd_params;
+        }
+        int st = comm_start(dp->comm, &task, &dp->req[b]);
         if (st) fatal(st, "data-parallel: cannot start the reduction of bucket %d: %s", b, err_msg());
         dp->next_start++;
     }
@@ -423,6 +452,10 @@ static void allgather_slab(Dp *dp, float *slab)
 void dp_allgather_params(Dp *dp, float *params)
 {
     if (!dp->sharded) return;
+    if (!dp->shm && dp->upd) { /* done by the step's reductions */
+        CHECK(params == dp->upd_params);
+        return;
+    }
     double t0 = now_s();
     if (dp->shm) {
         CHECK(params == dp->params);

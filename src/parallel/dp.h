@@ -73,15 +73,20 @@ int dp_sharded(const Dp *dp);
 float *dp_shared_grads(const Dp *dp);
 float *dp_shared_params(const Dp *dp);
 
-/* Shared-memory path: fuse the optimizer into the reduction.  fn(arg, lo, hi, off) is
- * called for each block of this rank's pieces as soon as its sum is formed (while it is
+/* Fuse the optimizer into the reduction (when dp_can_fuse_update: the shared-memory
+ * path, or ZeRO-1 with reduce = deterministic over messages).  fn(arg, lo, hi, off) is
+ * called for each piece of this rank's shard as soon as its sum is formed (while it is
  * in cache): slab range [lo, hi), optimizer state at [off, off + hi - lo) of the compact
- * state arrays.  Every rank has finished its backward through that range by then, so
- * the parameters may be written.  The caller then skips its own update of the pieces;
- * only for updates that need nothing global (no clipping).  NULL: off.  Set it before
- * the step's first dp_grad_ready; CHECKs dp_shm. */
+ * state arrays.  Every rank has finished its backward through that range by then (the
+ * executor reports a layer after its dx), so the parameters may be written.  Over
+ * messages each bucket then runs as one task, reduce-scatter -> update -> allgather of
+ * `params` segment by segment (CommTask.on_sum), and dp_allgather_params has nothing
+ * left to do; in shared memory `params` is ignored (dp_shared_params).  The caller skips
+ * its own update of the pieces; only for updates that need nothing global (no
+ * clipping).  fn NULL: off.  Set it before the step's first dp_grad_ready. */
 typedef void (*DpUpdateFn)(void *arg, size_t lo, size_t hi, size_t off);
-void dp_set_update(Dp *dp, DpUpdateFn fn, void *arg);
+int dp_can_fuse_update(const Dp *dp);
+void dp_set_update(Dp *dp, DpUpdateFn fn, void *arg, float *params);
 
 /* Exposed communication of the last step: seconds dp_step_end and dp_allgather_params
  * waited (communication nothing overlapped). */

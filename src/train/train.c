@@ -508,8 +508,9 @@ static int train_loop(Trainer *t)
         exec_set_chunk_hook(t->exec, fused ? optim_chunk : NULL, &fj);
         /* node-shared memory and no clipping: each block of the rank's shard is updated
          * as soon as its sum over the ranks is formed */
-        int fused_dp = dp_shm(t->dp) && c->optim_clip_norm <= 0;
-        if (dp_shm(t->dp)) dp_set_update(t->dp, fused_dp ? optim_block : NULL, &fj);
+        int fused_dp = dp_can_fuse_update(t->dp) && c->optim_clip_norm <= 0;
+        if (dp_can_fuse_update(t->dp))
+            dp_set_update(t->dp, fused_dp ? optim_block : NULL, &fj, t->params);
         watchdog_step(step, "compute");
         int64_t correct = 0;
         memset(t->mb_loss, 0, t->M * sizeof(double));

@@ -2,7 +2,8 @@
  *
  * test_dp.c — the data-parallel engine (dp.h) on its own: the node-shared-memory path
  * against the MPI path and against a reference tree computed locally from every rank's
- * inputs (bitwise, with the fold for N not a power of two); the fused update hook's
+ * inputs (bitwise, with the fold for N not a power of two); the fused update hook's (shared
+ * memory, and ZeRO-1 over messages where it rides the reduction)
  * coverage and timing; the shared parameter slab after dp_allgather_params; several
  * steps in a row; odd slab sizes (smaller than N, not multiples of the shard blocks). */
 #include <math.h>
@@ -33,6 +34,8 @@ typedef struct {
     size_t n;
     int N;
     unsigned char *seen; /* (n) elements handed to the hook */
+    float *params;       /* the hook "updates" them: params[i] = step * 100 + i % 97 */
+    uint64_t step;
     size_t next_off;     /* compact state offset expected next within the piece */
     int bad;             /* hook saw an unfinished sum, an overlap or a wrong offset */
 } HookCheck;
@@ -57,6 +60,7 @@ static void hook(void *arg, size_t lo, size_t hi, size_t off)
         h->seen[i] = 1;
         float want = ref_sum(h->seed, i, h->N);
         if (memcmp(&want, &h->grads[i], sizeof want)) h->bad = 1;
+        h->params[i] = (float)(h->step * 100 + (uint64_t)i % 97);
     }
 }
 
@@ -77,9 +81,14 @@ static int run_case(size_t n, double bucket_mb, int zero, int shm, int fused, in
     unsigned char *seen = xcalloc(n ? n : 1, 1);
     for (uint64_t step = 1; step <= 3; step++) { /* all steps on every rank, whatever ok says */
         uint64_t seed = step * 1000003 + n;
-        HookCheck h = {.dp = dp, .grads = grads, .seed = seed, .n = n, .N = N, .seen = seen};
+        HookCheck h = {.dp = dp, .grads = grads, .seed = seed, .n = n, .N = N, .seen = seen,
+                       .params = params, .step = step};
         memset(seen, 0, n ? n : 1);
-        if (dp_shm(dp)) dp_set_update(dp, fused ? hook : NULL, &h);
+        /* fused: the hook is the optimizer (over messages the bucket's task then gathers
+         * what it wrote); otherwise the "optimizer" below writes the pieces */
+        int fuse = fused && dp_can_fuse_update(dp);
+        if (fused && N > 1 && !fuse) ok = 0;
+        if (dp_can_fuse_update(dp)) dp_set_update(dp, fuse ? hook : NULL, &h, params);
         dp_step_begin(dp, grads);
         for (size_t i = 0; i < n; i++) grads[i] = gen_f32(seed, me, i);
         /* layers ready from the top of the slab down, a poll between each */
@@ -98,7 +107,7 @@ static int run_case(size_t n, double bucket_mb, int zero, int shm, int fused, in
                 if (memcmp(&want, &grads[i], sizeof want)) ok = 0;
             }
         }
-        if (fused && dp_shm(dp)) {
+        if (fuse) {
             if (h.bad) ok = 0;
             for (int p = 0; p < dp_npieces(dp); p++) { /* the hook covered the pieces */
                 size_t lo, hi, off;
@@ -107,7 +116,7 @@ static int run_case(size_t n, double bucket_mb, int zero, int shm, int fused, in
             }
         }
         /* "optimizer": each rank writes its pieces, then every rank has every piece */
-        for (int p = 0; p < dp_npieces(dp); p++) {
+        for (int p = 0; p < dp_npieces(dp) && !fuse; p++) {
             size_t lo, hi, off;
             dp_piece(dp, p, &lo, &hi, &off);
             for (size_t i = lo; i < hi; i++) params[i] = (float)(step * 100 + (uint64_t)i % 97);
@@ -157,6 +166,17 @@ static void test_shm_fused_update(void **state)
     }
 }
 
+/* ZeRO-1 over messages with the update fused: each bucket is one task (reduce-scatter,
+ * the hook on this rank's shard, allgather of what the hook wrote) */
+static void test_mpi_fused_update(void **state)
+{
+    (void)state;
+    for (size_t s = 0; s < sizeof SIZES / sizeof *SIZES; s++) {
+        assert_true(run_case(SIZES[s], 0.02, 1, 0, 1, 3));
+        assert_true(run_case(SIZES[s], 4, 1, 0, 1, 2));
+    }
+}
+
 static void test_shm_state_layout(void **state)
 {
     (void)state;
@@ -198,6 +218,7 @@ int main(int argc, char **argv)
         cmocka_unit_test_setup_teardown(test_shm_matches_tree, setup, teardown),
         cmocka_unit_test_setup_teardown(test_mpi_path_matches_tree, setup, teardown),
         cmocka_unit_test_setup_teardown(test_shm_fused_update, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_mpi_fused_update, setup, teardown),
         cmocka_unit_test_setup_teardown(test_shm_state_layout, setup, teardown),
     };
     return MPITEST_RUN(tests);
