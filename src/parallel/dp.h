@@ -10,7 +10,9 @@
  * After dp_step_end the gradient of the whole global batch is in grads:
  *   not dp_sharded: everywhere;   dp_sharded: in this rank's pieces (dp_piece) only.
  * The optimizer then updates the pieces (the whole slab when not sharded) and
- * dp_allgather_params() gives every rank the updated parameters.
+ * dp_allgather_params() gives every rank the updated parameters — unless the update is
+ * fused into the reduction (dp_set_update), in which case dp_step_end returns with the
+ * parameters already updated and gathered.
  *
  * deterministic: each bucket is reduce-scattered along the canonical tree (recursive
  *   halving, partners at distance 1, 2, 4, ...), then allgathered: with N a power of
