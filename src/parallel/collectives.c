@@ -82,7 +82,6 @@ static void add_phase(CollDet *d, int peer, int step, CollSet send, CollSet recv
                                      step >= STEP_GATHER};
 }
 
-
 void coll_det_plan(CollDet *d, const CommTask *task, MPI_Comm comm, int rank, int size,
                    int doubling, int tag0, char *ring, size_t segment_bytes, int window)
 {

@@ -21,6 +21,13 @@
 #define SHM_CTL 4096    /* bytes of a rank's control area at the start of its segment */
 
 /* A rank's control area in its shared segment (written only by that rank). */
+/* This rank's shard of one bucket: its slab start and its optimizer-state offset (the
+ * on_sum argument of the bucket's reduction, hence dp). */
+typedef struct {
+    struct Dp *dp;
+    size_t lo, off;
+} DpShard;
+
 typedef struct {
     uint64_t ready; /* seq * (nb + 1) + number of buckets whose local gradient is final */
     char pad1[56];
@@ -57,12 +64,11 @@ struct Dp {
     int P, E;            /* virtual ranks of the canonical tree, folded pairs */
     float **scr;         /* (2P) tree-node scratch blocks of SHM_BLK floats */
     int yield;           /* more ranks than CPUs: waiting yields */
-    size_t *bsoff;       /* (nb) state offset of this rank's shard of bucket b */
+    DpShard *shard;      /* (nb) this rank's shard of bucket b (sharded only) */
     DpUpdateFn upd;      /* fused optimizer update, or NULL */
     void *upd_arg;
     float *upd_params;   /* message path: the slab the fused update writes and the
                             reduction's gather steps distribute */
-    struct DpBucketArg { struct Dp *dp; int b; size_t lo; } *barg; /* (nb) on_sum args */
 };
 
 static CommMode mode_of(const Dp *dp)
@@ -189,7 +195,7 @@ static void shm_reduce(Dp *dp, int block)
             size_t n = MT_MIN((size_t)SHM_BLK, hi - off);
             vsum(dp, 0, dp->P, off, n, 1, dp->g[me] + off);
             /* the block's sum is still in L1: update its parameters now */
-            if (dp->upd) dp->upd(dp->upd_arg, off, off + n, dp->bsoff[b] + (off - lo));
+            if (dp->upd) dp->upd(dp->upd_arg, off, off + n, dp->shard[b].off + (off - lo));
         }
         dp->red_next++;
     }
@@ -220,8 +226,7 @@ Dp *dp_create(Comm *comm, const DpConf *c)
     dp->req = xcalloc(dp->nb ? dp->nb : 1, sizeof(CommReq *));
     if (comm->size > 1 && c->shm && c->reduce == DP_REDUCE_DETERMINISTIC) shm_setup(dp);
     dp->sharded = comm->size > 1 && (c->zero || dp->shm);
-    if (dp->sharded) dp->bsoff = xcalloc((size_t)dp->nb, sizeof(size_t));
-    dp->barg = xcalloc((size_t)(dp->nb ? dp->nb : 1), sizeof *dp->barg);
+    if (dp->sharded) dp->shard = xcalloc((size_t)(dp->nb ? dp->nb : 1), sizeof *dp->shard);
     /* shard pieces */
     if (dp->sharded) {
         dp->plo = xcalloc(dp->nb, sizeof(size_t));
@@ -234,8 +239,7 @@ Dp *dp_create(Comm *comm, const DpConf *c)
             dp->plo[dp->npieces] = lo;
             dp->phi[dp->npieces] = hi2;
             dp->poff[dp->npieces] = dp->state_len;
-            dp->bsoff[b] = dp->state_len;
-            dp->barg[b] = (struct DpBucketArg){dp, b, lo};
+            dp->shard[b] = (DpShard){dp, lo, dp->state_len};
             dp->state_len += hi2 - lo;
             dp->npieces++;
         }
@@ -263,8 +267,7 @@ void dp_destroy(Dp *dp)
     free(dp->phi);
     free(dp->poff);
     free(dp->partial);
-    free(dp->barg);
-    free(dp->bsoff);
+    free(dp->shard);
     if (dp->shm) {
         comm_shm_free(dp->comm, dp->shm_handle);
         for (int i = 0; i < 2 * dp->P; i++) free(dp->scr[i]);
@@ -293,9 +296,8 @@ void dp_set_update(Dp *dp, DpUpdateFn fn, void *arg, float *params)
  * bucket is summed; update it now (the parameters are then gathered by the same task) */
 static void bucket_summed(void *arg, size_t a, size_t b)
 {
-    const struct DpBucketArg *ba = arg;
-    Dp *dp = ba->dp;
-    dp->upd(dp->upd_arg, a, b, dp->bsoff[ba->b] + (a - ba->lo));
+    const DpShard *sh = arg;
+    sh->dp->upd(sh->dp->upd_arg, a, b, sh->off + (a - sh->lo));
 }
 
 int dp_shm(const Dp *dp) { return dp->shm; }
@@ -364,7 +366,7 @@ static void start_ready(Dp *dp)
         if (dp->upd) { /* ZeRO-1 in one pass: reduce-scatter, update, allgather */
             task.kind = COMM_ALLREDUCE;
             task.on_sum = bucket_summed;
-            task.on_sum_arg = &dp->barg[b];
+            task.on_sum_arg = &dp->shard[b];
             task.gather_buf = dp->upd_params;
         }
         int st = comm_start(dp->comm, &task, &dp->req[b]);

@@ -390,27 +390,8 @@ typedef struct {
     size_t lo, off; /* the piece being updated */
 } OptimJob;
 
-/* [a, b) absolute slab range (whole-slab state: zero = 0) */
-static void optim_chunk(void *arg, size_t a, size_t b)
-{
-    OptimJob *j = arg;
-    Trainer *t = j->t;
-    float *st_local[2] = {t->states[0] ? t->states[0] + a : NULL, t->states[1] ? t->states[1] + a : NULL};
-    optim_update(&t->oc, j->lr, j->step1, j->gscale, t->params + a, t->grads + a, st_local, 0, b - a);
-}
-
-static void optim_range(void *arg, size_t a, size_t b)
-{
-    OptimJob *j = arg;
-    Trainer *t = j->t;
-    size_t lo = j->lo + a;
-    float *st_local[2] = {t->states[0] ? t->states[0] + j->off + a : NULL,
-                          t->states[1] ? t->states[1] + j->off + a : NULL};
-    optim_update(&t->oc, j->lr, j->step1, j->gscale, t->params + lo, t->grads + lo, st_local, 0,
-                 b - a);
-}
-
-/* DpUpdateFn: a block of this rank's shard, fused into the shared-memory reduction */
+/* The optimizer on slab range [lo, hi), its state at [off, off + hi - lo) of the state
+ * arrays.  As a DpUpdateFn: a piece of this rank's shard, fused into the reduction. */
 static void optim_block(void *arg, size_t lo, size_t hi, size_t off)
 {
     OptimJob *j = arg;
@@ -419,6 +400,16 @@ static void optim_block(void *arg, size_t lo, size_t hi, size_t off)
                           t->states[1] ? t->states[1] + off : NULL};
     optim_update(&t->oc, j->lr, j->step1, j->gscale, t->params + lo, t->grads + lo, st_local, 0,
                  hi - lo);
+}
+
+/* ExecRangeFn: [a, b) absolute slab range, whole-slab state (one rank) */
+static void optim_chunk(void *arg, size_t a, size_t b) { optim_block(arg, a, b, a); }
+
+/* ExecRangeFn: [a, b) relative to the piece j->lo, state at j->off */
+static void optim_range(void *arg, size_t a, size_t b)
+{
+    const OptimJob *j = arg;
+    optim_block(arg, j->lo + a, j->lo + b, j->off + a);
 }
 
 static float clip_and_scale(Trainer *t, double *norm)
@@ -506,8 +497,9 @@ static int train_loop(Trainer *t)
         int fused = t->world == 1 && c->optim_clip_norm <= 0 && !t->ckpt_fence;
         OptimJob fj = {.t = t, .lr = lr, .gscale = 1.0f, .step1 = step + 1, .lo = 0, .off = 0};
         exec_set_chunk_hook(t->exec, fused ? optim_chunk : NULL, &fj);
-        /* node-shared memory and no clipping: each block of the rank's shard is updated
-         * as soon as its sum over the ranks is formed */
+        /* sharded deterministic reduction (node-shared memory, or ZeRO-1 over messages)
+         * and no clipping: each piece of the rank's shard is updated as soon as its sum
+         * over the ranks is formed */
         int fused_dp = dp_can_fuse_update(t->dp) && c->optim_clip_norm <= 0;
         if (dp_can_fuse_update(t->dp))
             dp_set_update(t->dp, fused_dp ? optim_block : NULL, &fj, t->params);
