@@ -1,5 +1,5 @@
 # mpitrain — build, test, bench, install.
-#   make            build build/mpitrain (CPU backend)
+#   make            build build/mpitrain and build/mpitrain-bench (CPU backend)
 #   make test       install deps if missing, build, run unit, MPI and end-to-end tests
 #   make train      install deps, build, import Fashion-MNIST, train the default job
 #   make bench      benchmarks -> results/
@@ -9,24 +9,41 @@ SHELL := /bin/bash
 PREFIX ?= /usr/local
 BUILD  ?= build
 PYTHON ?= /usr/bin/python3
+CC     ?= gcc
+ifeq ($(origin CC),default)
 CC     := gcc
-PKGS   := hdf5-openmpi ompi-c openblas inih libxxhash
+endif
+PKG_CONFIG ?= pkg-config
+VERSION := $(shell cat VERSION)
+PKGS   := hdf5-openmpi ompi-c inih libxxhash
+BENCH_PKGS := openblas
 TEST_PKGS := cmocka
+ALL_PKGS := $(PKGS) $(BENCH_PKGS) $(TEST_PKGS)
 
-ifeq ($(filter deps,$(MAKECMDGOALS)),)
-HAVE_PKGS := $(shell pkg-config --exists $(PKGS) $(TEST_PKGS) 2>/dev/null && echo yes)
-ifeq ($(HAVE_PKGS),yes)
-$(info mpitrain: $(foreach p,$(PKGS) $(TEST_PKGS),$(p)-$(shell pkg-config --modversion $(p))))
+# Without the dependencies nothing compiles: say which pkg-config modules are missing and
+# how to install them, before any compiler runs.  `make deps`, `make test`, `make train`
+# and `make bench` install them first (scripts/install-deps.sh); `make clean` needs none.
+NEED_PKGS := $(filter-out deps clean docs-check,$(or $(MAKECMDGOALS),all))
+ifneq ($(NEED_PKGS),)
+ifeq ($(filter deps test train bench,$(MAKECMDGOALS)),)
+MISSING_PKGS := $(shell for p in $(ALL_PKGS); do $(PKG_CONFIG) --exists $$p 2>/dev/null || echo $$p; done)
+ifneq ($(strip $(MISSING_PKGS)),)
+$(error missing pkg-config modules: $(strip $(MISSING_PKGS)). Install the dependencies with `make deps` (Debian 12: scripts/install-deps.sh runs apt-get), or run `make train` / `make test`, which install them first)
+endif
+$(info mpitrain $(VERSION): $(foreach p,$(ALL_PKGS),$(p)-$(shell $(PKG_CONFIG) --modversion $(p))))
 endif
 endif
 
 WERROR := $(if $(CI),-Werror,)
 CFLAGS ?= -O2 -g
 CFLAGS += -std=c11 -D_GNU_SOURCE -Wall -Wextra $(WERROR) -pthread -MMD -MP -Isrc
-CFLAGS += $(shell pkg-config --cflags $(PKGS) 2>/dev/null)
-LDLIBS := $(shell pkg-config --libs $(PKGS) 2>/dev/null) -lz -lm -pthread
-TEST_CFLAGS := $(shell pkg-config --cflags $(TEST_PKGS) 2>/dev/null)
-TEST_LDLIBS := $(shell pkg-config --libs $(TEST_PKGS) 2>/dev/null)
+CFLAGS += -DMPITRAIN_VERSION='"$(VERSION)"'
+CFLAGS += $(shell $(PKG_CONFIG) --cflags $(PKGS) 2>/dev/null)
+LDLIBS := $(shell $(PKG_CONFIG) --libs $(PKGS) 2>/dev/null) -lz -lm -pthread
+BENCH_CFLAGS := $(shell $(PKG_CONFIG) --cflags $(BENCH_PKGS) 2>/dev/null)
+BENCH_LDLIBS := $(shell $(PKG_CONFIG) --libs $(BENCH_PKGS) 2>/dev/null)
+TEST_CFLAGS := $(shell $(PKG_CONFIG) --cflags $(TEST_PKGS) 2>/dev/null)
+TEST_LDLIBS := $(shell $(PKG_CONFIG) --libs $(TEST_PKGS) 2>/dev/null)
 ifdef SAN
 CFLAGS  += -fsanitize=$(SAN) -fno-omit-frame-pointer
 LDFLAGS += -fsanitize=$(SAN)
@@ -36,7 +53,15 @@ endif
 LIB_SRC  := $(sort $(wildcard src/core/*.c src/parallel/*.c src/io/*.c src/train/*.c))
 LIB_OBJ  := $(LIB_SRC:%.c=$(BUILD)/%.o)
 LIB      := $(BUILD)/libmpitrain.a
+# the product: the command line (src/main.c, src/cli) over the library
+CLI_OBJ  := $(sort $(wildcard src/cli/*.c)) src/main.c
+CLI_OBJ  := $(CLI_OBJ:%.c=$(BUILD)/%.o)
 BIN      := $(BUILD)/mpitrain
+# the benchmarks (src/bench): a second binary, the only one linked with OpenBLAS (the
+# GEMM reference); `mpitrain bench ...` runs it from beside the mpitrain binary
+BENCH_OBJ := $(sort $(wildcard src/bench/*.c))
+BENCH_OBJ := $(BENCH_OBJ:%.c=$(BUILD)/%.o)
+BENCH_BIN := $(BUILD)/mpitrain-bench
 UNIT_SRC := $(sort $(wildcard tests/unit/test_*.c))
 UNIT_BIN := $(UNIT_SRC:%.c=$(BUILD)/%)
 MPI_SRC  := $(sort $(wildcard tests/mpi/test_*.c))
@@ -45,7 +70,7 @@ TESTLIB_SRC := $(sort $(wildcard tests/common/*.c))
 TESTLIB_OBJ := $(TESTLIB_SRC:%.c=$(BUILD)/%.o)
 
 .PHONY: all deps test test-unit test-mpi test-e2e test-san train bench install clean tests
-all: $(BIN)
+all: $(BIN) $(BENCH_BIN)
 
 deps:
 	@bash scripts/install-deps.sh
@@ -62,8 +87,15 @@ $(LIB): $(LIB_OBJ)
 	@rm -f $@
 	ar rcs $@ $^
 
-$(BIN): $(BUILD)/src/main.o $(LIB)
+$(BUILD)/src/bench/%.o: src/bench/%.c
+	@mkdir -p $(dir $@)
+	$(CC) $(CFLAGS) $(BENCH_CFLAGS) -c $< -o $@
+
+$(BIN): $(CLI_OBJ) $(LIB)
 	$(CC) $(LDFLAGS) -o $@ $^ $(LDLIBS)
+
+$(BENCH_BIN): $(BENCH_OBJ) $(LIB)
+	$(CC) $(LDFLAGS) -o $@ $^ $(BENCH_LDLIBS) $(LDLIBS)
 
 $(BUILD)/tests/unit/%: $(BUILD)/tests/unit/%.o $(TESTLIB_OBJ) $(LIB)
 	$(CC) $(LDFLAGS) -o $@ $^ $(TEST_LDLIBS) $(LDLIBS)
@@ -71,7 +103,7 @@ $(BUILD)/tests/unit/%: $(BUILD)/tests/unit/%.o $(TESTLIB_OBJ) $(LIB)
 $(BUILD)/tests/mpi/%: $(BUILD)/tests/mpi/%.o $(TESTLIB_OBJ) $(LIB)
 	$(CC) $(LDFLAGS) -o $@ $^ $(TEST_LDLIBS) $(LDLIBS)
 
-tests: $(BIN) $(UNIT_BIN) $(MPI_BIN)
+tests: $(BIN) $(BENCH_BIN) $(UNIT_BIN) $(MPI_BIN)
 
 # The README's test command.  Runs everything; the last line is "N passed, N failed".
 test: deps
@@ -97,9 +129,10 @@ bench: deps
 	@$(MAKE) --no-print-directory all
 	@PYTHON=$(PYTHON) bash scripts/bench.sh
 
-install: $(BIN)
+install: $(BIN) $(BENCH_BIN) $(BENCH_BIN)
 	install -d $(DESTDIR)$(PREFIX)/bin
 	install -m 755 $(BIN) $(DESTDIR)$(PREFIX)/bin/mpitrain
+	install -m 755 $(BENCH_BIN) $(DESTDIR)$(PREFIX)/bin/mpitrain-bench
 	install -m 755 scripts/mpitrain-restart $(DESTDIR)$(PREFIX)/bin/mpitrain-restart
 
 clean:

@@ -1,16 +1,12 @@
 /* main.c — the command line: parse the subcommand, dispatch (thin). */
-#include <cblas.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <unistd.h>
 
+#include "cli/cli.h"
 #include "core/common.h"
-#include "io/ckpt.h"
 #include "io/config.h"
-#include "io/dataset.h"
-#include "parallel/comm.h"
-#include "train/train.h"
 
 static void usage(FILE *f)
 {
@@ -36,54 +32,18 @@ static void usage(FILE *f)
             MPITRAIN_VERSION);
 }
 
-/* OpenBLAS is only the reference of `mpitrain bench gemm` (training uses gemm.h).
- * OpenBLAS 0.3.21 does not recognise some current CPU models (virtualised Xeons report a
- * model it lacks) and falls back to its generic "Prescott" SSE3 kernels, 3-7x slower.
- * When OPENBLAS_CORETYPE is unset and the library chose Prescott, re-execute with the
- * kernels the CPU supports: SkylakeX (AVX-512) on an Intel CPU with AVX-512 F/BW/DQ/VL,
- * else Haswell (AVX2 + FMA; the setting these machines' environment uses).
- * MPITRAIN_BLAS_CORETYPE=keep disables this.  Must run before MPI is initialised: the
- * process is replaced, pid and environment kept. */
-static void blas_pick_kernels(char **argv)
-{
-    const char *keep = getenv("MPITRAIN_BLAS_CORETYPE");
-    if (getenv("OPENBLAS_CORETYPE") || (keep && !strcmp(keep, "keep"))) return;
-    const char *core = openblas_get_corename();
-    if (!core || strcasecmp(core, "prescott") != 0) return;
-    const char *pick = NULL;
-#if defined(__x86_64__) || defined(__i386__)
-    __builtin_cpu_init();
-    if (__builtin_cpu_is("intel") && __builtin_cpu_supports("avx512f") &&
-        __builtin_cpu_supports("avx512bw") && __builtin_cpu_supports("avx512dq") &&
-        __builtin_cpu_supports("avx512vl"))
-        pick = "SkylakeX";
-    else if (__builtin_cpu_supports("avx2") && __builtin_cpu_supports("fma"))
-        pick = "Haswell";
-#endif
-    if (!pick) return;
-    setenv("OPENBLAS_CORETYPE", pick, 1);
-    setenv("MPITRAIN_BLAS_CORETYPE", "auto", 1);
-    execv("/proc/self/exe", argv);
-    /* exec failed: go on with the slow kernels */
-}
-
 int main(int argc, char **argv)
 {
-    if (argc >= 3 && !strcmp(argv[1], "bench") && !strcmp(argv[2], "gemm")) blas_pick_kernels(argv);
     if (argc < 2) {
         usage(stderr);
         return MT_EX_USAGE;
     }
     const char *cmd = argv[1];
-    if (!strcmp(cmd, "train")) return train_main(argc - 1, argv + 1);
-    if (!strcmp(cmd, "eval")) return eval_main(argc - 1, argv + 1);
+    if (!strcmp(cmd, "train")) return cli_train(argc - 1, argv + 1);
+    if (!strcmp(cmd, "eval")) return cli_eval(argc - 1, argv + 1);
     if (!strcmp(cmd, "data")) return dataset_cli_main(argc - 1, argv + 1);
     if (!strcmp(cmd, "ckpt")) return ckpt_cli_main(argc - 1, argv + 1);
-    if (!strcmp(cmd, "bench")) {
-        if (argc >= 3 && !strcmp(argv[2], "ckpt")) return bench_ckpt_main(argc - 2, argv + 2);
-        if (argc >= 3 && !strcmp(argv[2], "gemm")) return bench_gemm_main(argc - 2, argv + 2);
-        return bench_comm_main(argc - 1, argv + 1);
-    }
+    if (!strcmp(cmd, "bench")) return cli_bench(argc - 1, argv + 1);
     if (!strcmp(cmd, "help")) {
         if (argc >= 3 && !strcmp(argv[2], "config")) {
             config_print_help(stdout);

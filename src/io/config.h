@@ -86,4 +86,12 @@ int config_load_string(Config *c, const char *text, const char *name);
 /* Print the table of keys: section.key, type, default, allowed values/bounds, help. */
 void config_print_help(FILE *f);
 
+/* Compare two resolved configs (config_to_string texts): `saved` (a checkpoint's) and
+ * `now`.  Every key whose value changed is logged ("resume: [sec] key changed from 'a'
+ * to 'b' (applied)"), except those that cannot change on resume (model.layers,
+ * model.input, optim.name): then returns 1 and bad[nbad] says which ("[model] layers:
+ * checkpoint has 'x', the config now has 'y'"; the last such key).  Keys present in only
+ * one of the texts are ignored.  Returns 0 when the run may resume.  config_diff.c */
+int config_diff(const char *saved, const char *now, char *bad, size_t nbad);
+
 #endif

@@ -1,9 +1,19 @@
-/* train_impl.h — the Trainer shared by the files of src/train. */
+/* train_impl.h — the Trainer shared by the files of src/train (nobody else uses it).
+ *
+ *   train.c         train_run: the phases and the step loop (docs/design.md §3)
+ *   train_setup.c   set-up and tear-down: config, split, data, model, strategy, slabs,
+ *                   run directory, executor, loader
+ *   train_step.c    one training step through the parallel strategy
+ *   train_ckpt.c    checkpoint save and resume
+ *   train_report.c  the banner, metrics lines, progress, eval lines
+ *   evaluate.c      evaluation over a dataset split across ranks
+ *   eval_run.c      `mpitrain eval`: the weights of a checkpoint on a dataset */
 #ifndef MPITRAIN_TRAIN_TRAIN_IMPL_H
 #define MPITRAIN_TRAIN_TRAIN_IMPL_H
 
 #include <stdio.h>
 
+#include "core/device.h"
 #include "core/exec.h"
 #include "core/model.h"
 #include "core/optim.h"
@@ -14,28 +24,41 @@
 #include "io/metrics.h"
 #include "io/trace.h"
 #include "parallel/comm.h"
-#include "parallel/dp.h"
+#include "parallel/strategy.h"
+#include "train/progress.h"
+#include "train/train.h"
 
 #define EVAL_CHUNK 256 /* rows per eval chunk: fixed, so eval bits do not depend on N */
 
+/* Metrics of the steps since the last train line (rank 0 prints them). */
+typedef struct {
+    double t0;          /* start of the window */
+    double wait, compute, exposed, comm; /* seconds summed over its steps */
+    uint64_t steps;
+} TrainWindow;
+
 typedef struct {
     Config cfg;
-    char *config_text;      /* resolved INI */
+    char *config_text;      /* resolved INI (owned) */
     Comm *comm;
+    Device *dev;            /* where the slabs live (train.device; "cpu") */
     int rank, world;
     Model model;
     OptimConf oc;
     SchedConf sc;
-    float *params;          /* (nparams); node-shared memory when dp_shm (owned by dp) */
-    float *grads;           /* (nparams); node-shared memory when dp_shm (owned by dp) */
-    float *states[2];       /* (dp_state_len) each: this rank's optimizer-state pieces */
+    float *params;          /* (nparams) on dev, or the strategy's (strategy_owns_params) */
+    float *grads;           /* (nparams) on dev, or the strategy's shared slab */
+    float *states[2];       /* (strategy_state_len) each: this rank's optimizer-state pieces */
     int nstates;
     Dataset *train_ds, *test_ds;
     Loader *loader;
     Exec *exec;
-    Dp *dp;
-    int B, M, mb_rows, mb_lo, mb_hi, threads;
-    int n_invariant;        /* 1 when the bits equal those of N = 1 */
+    const StrategyOps *sops;
+    StrategyConf sconf;     /* the [parallel] section (strings point into cfg) */
+    Strategy *strategy;
+    StrategySplit split;    /* this rank's micro-batches [split.mb_lo, split.mb_hi) */
+    int *mb_rank;           /* (M) the rank that computes each micro-batch */
+    int B, M, mb_rows, threads;
     uint64_t steps_per_epoch, total_steps;
     uint64_t step;          /* steps completed */
     char run_dir[1024], ckpt_dir[1200];
@@ -44,16 +67,52 @@ typedef struct {
     CkptAsync *ckpt_async;  /* rank 0, when checkpoint.async */
     int ckpt_fence;         /* rank 0: a deferred snapshot is being copied */
     double ckpt_pause;      /* rank 0: training pause of that checkpoint so far */
-    double *agree_buf;      /* (3 + world) per-step agreement */
+    double t_last_ckpt;     /* when the last checkpoint was written (now_s) */
     double *mb_loss;        /* (M) disjoint contributions, allreduced */
     double *clip_partial;   /* (clip_nblocks) */
+    Progress prog;
+    TrainWindow win;
     /* eval */
     float *eval_x;
     int32_t *eval_y;
     double *eval_buf;       /* (2 * chunks) losses then correct counts */
     int eval_cap_rows;
-    char mode_desc[64];
 } Trainer;
+
+/* All ranks agree on `st`; the lowest failing rank prints its message, rank 0 names it
+ * and the phase.  Returns the agreed code (0 when every rank succeeded).  train_setup.c */
+int train_agree(Trainer *t, int st, const char *phase);
+
+/* train_setup.c: every phase ends in train_agree, so an error on one rank takes all
+ * ranks out together.  Each returns the agreed code. */
+int train_setup_config(Trainer *t, const TrainOptions *o);  /* config, optimizer, split */
+int train_setup_model(Trainer *t);   /* data, model, strategy, slabs (not the values) */
+int train_setup_run(Trainer *t, int resumed);  /* run directory, metrics, trace, executor, loader */
+/* Free everything the Trainer owns (any phase may have failed). */
+void train_teardown(Trainer *t);
+
+/* train_ckpt.c.  Resume per --resume (none | auto | PATH): *resumed = 1 when the
+ * parameters and optimizer state came from a checkpoint.  Not agreed (the caller does). */
+int train_resume(Trainer *t, const char *how, int *resumed);
+/* Save the current state (rank 0 writes; sync = 1: wait for the file).  Agreed. */
+int train_ckpt_save(Trainer *t, int sync);
+/* Before the step's update: wait for an async snapshot being copied from the slabs. */
+void train_ckpt_fence(Trainer *t, uint64_t step);
+
+/* train_step.c: one step on batch b: forward/backward, reduction, update.  *loss = the
+ * global batch's mean loss, *norm = the gradient norm (NaN without clipping).  Returns 0
+ * or MT_EX_SOFTWARE when the loss is not finite (reported, naming micro-batch and rank). */
+int train_step(Trainer *t, uint64_t step, Batch *b, double *loss, double *norm);
+
+/* train_report.c */
+void train_report_banner(Trainer *t, int cores);
+/* After step t->step (completed): the progress line, and a metrics line every
+ * train.log_every steps (rank 0); starts a new window after a line. */
+void train_report_step(Trainer *t, uint64_t epoch, double loss, float lr, double norm);
+void train_report_eval(Trainer *t, uint64_t epoch, double loss, double acc);
+void train_report_ckpt(Trainer *t, double pause, int async);
+/* The loss of step `step` is not finite: name the first bad micro-batch and its rank. */
+void train_report_diverged(Trainer *t, uint64_t step, double loss);
 
 /* evaluate.c: evaluate params on ds (rows split in EVAL_CHUNK chunks over ranks). Every
  * rank gets the same loss (mean) and accuracy.  Returns 0 or a read error (agreed). */

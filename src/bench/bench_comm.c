@@ -9,6 +9,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "bench/bench.h"
 #include "core/common.h"
 #include "parallel/coll.h"
 #include "parallel/comm.h"

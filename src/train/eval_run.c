@@ -1,18 +1,13 @@
-/* eval_cmd.c — `mpitrain eval RUN_DIR|CHECKPOINT [--data DIR] [--threads T]`. */
+/* eval_run.c — train_eval (train.h): the weights of a run's checkpoint on a dataset. */
 #include <stdlib.h>
 #include <string.h>
 #include <sys/stat.h>
 #include <unistd.h>
 
 #include "core/common.h"
+#include "core/cpuinfo.h"
 #include "train/train.h"
 #include "train/train_impl.h"
-
-static int cores_here(void)
-{
-    long n = sysconf(_SC_NPROCESSORS_ONLN);
-    return n > 0 ? (int)n : 1;
-}
 
 static int eval_run(Trainer *t, const char *target, const char *data, int threads)
 {
@@ -48,7 +43,7 @@ static int eval_run(Trainer *t, const char *target, const char *data, int thread
         snprintf(msg, sizeof msg, "%s", err_msg());
         return err_set(st, "eval: dataset %s does not fit the run's model: %s", dpath, msg);
     }
-    t->params = xaligned(t->model.nparams * sizeof(float));
+    t->params = device_alloc(t->dev, t->model.nparams * sizeof(float));
     st = ckpt_read(path, &t->model, NULL, t->params, NULL, NULL);
     if (st) return st;
     ExecConf ec = {.threads = threads, .mb_rows = EVAL_CHUNK, .nmb = 1};
@@ -64,37 +59,25 @@ static int eval_run(Trainer *t, const char *target, const char *data, int thread
     return 0;
 }
 
-int eval_main(int argc, char **argv)
+int train_eval(const char *target, const char *data, int threads)
 {
     static Trainer T;
     Trainer *t = &T;
     memset(t, 0, sizeof *t);
-    const char *target = NULL, *data = NULL;
-    int threads = 0;
-    for (int i = 1; i < argc; i++) {
-        if (!strcmp(argv[i], "--data") && i + 1 < argc) data = argv[++i];
-        else if (!strcmp(argv[i], "--threads") && i + 1 < argc) threads = atoi(argv[++i]);
-        else if (argv[i][0] == '-') {
-            log_error("eval: unknown option %s (usage: mpitrain eval RUN_DIR|CHECKPOINT [--data DIR] [--threads T])", argv[i]);
-            return MT_EX_USAGE;
-        } else target = argv[i];
-    }
-    if (!target) {
-        log_error("usage: mpitrain eval RUN_DIR|CHECKPOINT [--data DIR] [--threads T]");
-        return MT_EX_USAGE;
-    }
     int st = comm_create(&t->comm, NULL);
     if (st) { log_error("%s", err_msg()); return st; }
     t->rank = t->comm->rank;
     t->world = t->comm->size;
-    if (threads <= 0) threads = MT_MAX(1, cores_here() / MT_MAX(1, t->comm->local_size));
-    st = eval_run(t, target, data, threads);
+    if (threads <= 0) threads = MT_MAX(1, cpu_cores_online() / MT_MAX(1, t->comm->local_size));
+    st = device_create("cpu", t->comm->local_rank, &t->dev);
+    if (!st) st = eval_run(t, target, data, threads);
     int failed = -1;
     int code = comm_agree(t->comm, st, &failed);
     if (code && failed == t->rank) log_error("%s", err_msg());
     exec_destroy(t->exec);
     if (t->test_ds) dataset_close(t->test_ds);
-    free(t->params);
+    if (t->dev) device_free(t->dev, t->params);
+    device_destroy(t->dev);
     free(t->eval_x);
     free(t->eval_y);
     free(t->eval_buf);

@@ -26,6 +26,7 @@
 #include <unistd.h>
 #include <xxhash.h>
 
+#include "bench/bench.h"
 #include "core/common.h"
 #include "io/ckpt.h"
 #include "io/h5lock.h"

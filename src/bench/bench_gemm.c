@@ -17,6 +17,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "bench/bench.h"
 #include "core/common.h"
 #include "core/gemm.h"
 #include "core/model.h"

@@ -1,0 +1,122 @@
+/* train_report.c — what a training run tells its user: the start-up banner, the
+ * progress line, the metrics lines (metrics.jsonl, docs/design.md §5), the eval lines,
+ * and the divergence message. */
+#include <math.h>
+#include <string.h>
+#include <unistd.h>
+
+#include "core/common.h"
+#include "core/gemm.h"
+#include "train/train_impl.h"
+
+void train_report_banner(Trainer *t, int cores)
+{
+    const Config *c = &t->cfg;
+    const DatasetInfo *di = dataset_info(t->train_ds);
+    int local = t->comm->local_size;
+    char desc[512], sdesc[256];
+    model_describe(&t->model, desc, sizeof desc);
+    strategy_describe(t->strategy, sdesc, sizeof sdesc);
+    log_info("mpitrain %s: %s", MPITRAIN_VERSION, desc);
+    log_info("data: %s (%lld samples, %d classes), test: %s; %llu steps/epoch, %llu steps",
+             c->data_train, (long long)di->num_samples, di->num_classes,
+             c->data_test[0] ? c->data_test : "none", (unsigned long long)t->steps_per_epoch,
+             (unsigned long long)t->total_steps);
+    log_info("parallel: %d rank%s x %d thread%s (%d cores here, %d rank%s on "
+             "this node), batch %d = %d micro-batches of %d, %s",
+             t->world, t->world > 1 ? "s" : "", t->threads, t->threads > 1 ? "s" : "", cores,
+             local, local > 1 ? "s" : "", t->B, t->M, t->mb_rows, sdesc);
+    if (cores == 1 && local == 1 && sysconf(_SC_NPROCESSORS_ONLN) > 1)
+        log_info("warning: this rank may use only 1 of the node's %ld cores: mpirun binds each "
+                 "rank to a core by default (np <= 2); run mpirun with --bind-to none (or "
+                 "--map-by slot:PE=N) to let its threads use the cores",
+                 sysconf(_SC_NPROCESSORS_ONLN));
+    if (!t->split.n_invariant)
+        log_info("note: with %d ranks, micro_batches = %d and reduce = %s the result is "
+                 "deterministic for this rank count but NOT bitwise equal to other rank counts "
+                 "(that needs reduce = deterministic and a power-of-two rank count dividing "
+                 "train.micro_batches)", t->world, t->M, c->parallel_reduce);
+    log_info("compute: mpitrain gemm, %s kernels (fma chains in a fixed order: the same "
+             "bits on every CPU); %s", gemm_isa_name(),
+             exec_layerwise(t->exec) ? "layer-wise: all local rows through a layer at once, "
+                                       "dW formed along the micro-batch tree"
+             : exec_pairs(t->exec)   ? "per micro-batch, pairs accumulated into one gradient slab"
+                                     : "per micro-batch, one gradient slab each");
+    log_info("run directory: %s", t->run_dir);
+}
+
+static void train_line(Trainer *t, uint64_t epoch, double loss, float lr, double norm, double sps)
+{
+    Metrics *m = t->metrics;
+    const TrainWindow *w = &t->win;
+    metrics_begin(m, "train");
+    metrics_int(m, "step", (int64_t)t->step);
+    metrics_int(m, "epoch", (int64_t)epoch);
+    metrics_num(m, "loss", loss);
+    metrics_num(m, "lr", lr);
+    metrics_num(m, "samples_per_s", sps);
+    metrics_num(m, "data_wait_s", w->wait / w->steps);
+    metrics_num(m, "compute_s", w->compute / w->steps);
+    metrics_num(m, "comm_exposed_s", w->exposed / w->steps);
+    metrics_num(m, "comm_s", w->comm / w->steps);
+    if (!isnan(norm)) metrics_num(m, "grad_norm", norm);
+    metrics_int(m, "ranks", t->world);
+    if (metrics_end(m)) log_error("%s", err_msg());
+}
+
+void train_report_step(Trainer *t, uint64_t epoch, double loss, float lr, double norm)
+{
+    int log_now = t->step % (uint64_t)t->cfg.train_log_every == 0 || t->step == t->total_steps;
+    if (t->rank == 0) {
+        double sps = t->win.steps * (double)t->B / (now_s() - t->win.t0);
+        progress_update(&t->prog, t->step, epoch, loss, lr, sps);
+        if (log_now && t->metrics) train_line(t, epoch, loss, lr, norm, sps);
+    }
+    if (log_now) {
+        memset(&t->win, 0, sizeof t->win);
+        t->win.t0 = now_s();
+    }
+}
+
+void train_report_eval(Trainer *t, uint64_t epoch, double loss, double acc)
+{
+    if (t->rank != 0) return;
+    progress_clear();
+    log_info("eval step %llu epoch %llu: test loss %.4f accuracy %.4f",
+             (unsigned long long)t->step, (unsigned long long)epoch, loss, acc);
+    if (!t->metrics) return;
+    metrics_begin(t->metrics, "eval");
+    metrics_int(t->metrics, "step", (int64_t)t->step);
+    metrics_int(t->metrics, "epoch", (int64_t)epoch);
+    metrics_str(t->metrics, "split", "test");
+    metrics_num(t->metrics, "loss", loss);
+    metrics_num(t->metrics, "accuracy", acc);
+    if (metrics_end(t->metrics)) log_error("%s", err_msg());
+}
+
+void train_report_ckpt(Trainer *t, double pause, int async)
+{
+    if (!t->metrics) return;
+    metrics_begin(t->metrics, "checkpoint");
+    metrics_int(t->metrics, "step", (int64_t)t->step);
+    metrics_bool(t->metrics, "async", async);
+    metrics_num(t->metrics, "pause_s", pause);
+    if (metrics_end(t->metrics)) log_error("%s", err_msg());
+}
+
+void train_report_diverged(Trainer *t, uint64_t step, double loss)
+{
+    int bad = 0;
+    while (bad < t->M && isfinite(t->mb_loss[bad])) bad++;
+    progress_clear();
+    if (bad == t->M) { /* every micro-batch finite: their sum overflowed */
+        log_info("step %llu: loss is %g (the sum of finite micro-batch losses overflowed): "
+                 "training diverged; lower optim.lr or set optim.clip_norm",
+                 (unsigned long long)step, loss);
+        return;
+    }
+    int bad_rank = t->mb_rank[bad];
+    log_info("step %llu: loss is %g (micro-batch %d, computed on rank %d): training "
+             "diverged; lower optim.lr or set optim.clip_norm",
+             (unsigned long long)step, loss, bad, bad_rank);
+}

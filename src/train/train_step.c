@@ -1,0 +1,76 @@
+/* train_step.c — one training step (docs/design.md §3) through the parallel strategy:
+ * the executor computes the rank's micro-batches and reports each finished gradient
+ * range to the strategy, which reduces it while the backward goes on; then the loss, the
+ * optional clipping, and the strategy's update.  Which strategy runs, and whether the
+ * optimizer is fused into the backward or the reduction, is the strategy's business. */
+#include <math.h>
+#include <string.h>
+
+#include "core/common.h"
+#include "core/optstep.h"
+#include "parallel/watchdog.h"
+#include "train/train_impl.h"
+
+/* StrategyRunFn over the executor's threads */
+static void run_on_exec(void *exec, size_t n, StrategyRangeFn fn, void *arg)
+{
+    exec_parallel_range(exec, n, fn, arg);
+}
+
+int train_step(Trainer *t, uint64_t step, Batch *b, double *loss_out, double *norm_out)
+{
+    const Config *c = &t->cfg;
+    double t0 = now_s();
+    trace_event(t->trace, "data", t0 - b->wait_s, t0, step);
+
+    OptStep os;
+    optstep_begin(&os, t->dev, &t->oc, sched_lr(&t->sc, step, t->total_steps), step + 1,
+                  t->params, t->grads, t->states, t->nstates);
+    StrategyStep ss = {.update = optstep_update, .update_arg = &os,
+                       .global = c->optim_clip_norm > 0, .hold = t->ckpt_fence};
+    StrategyHooks h;
+    strategy_step_begin(t->strategy, &ss, t->params, t->grads, &h);
+
+    watchdog_step(step, "compute");
+    int64_t correct = 0;
+    memset(t->mb_loss, 0, t->M * sizeof(double));
+    exec_set_chunk_hook(t->exec, h.chunk_done, h.chunk_arg);
+    exec_train(t->exec, t->params, b->x, b->y, (uint64_t)c->train_seed, step, t->split.mb_lo,
+               1.0f / (float)t->B, t->grads, t->mb_loss + t->split.mb_lo, &correct, h.ready,
+               h.poll, h.arg);
+    exec_set_chunk_hook(t->exec, NULL, NULL);
+    double tc = now_s();
+    trace_event(t->trace, "forward+backward", t0, tc, step);
+    watchdog_step(step, "allreduce");
+    strategy_reduce_end(t->strategy);
+    trace_event(t->trace, "comm (exposed)", tc, now_s(), step);
+    t->win.wait += b->wait_s;
+    loader_release(t->loader, b);
+
+    /* loss: disjoint contributions -> exact sum; then the canonical tree */
+    comm_allreduce(t->comm, t->mb_loss, (size_t)t->M, COMM_F64);
+    double loss = exec_tree_sum_f64(t->mb_loss, 0, t->M) / t->B;
+    if (!isfinite(loss)) {
+        train_report_diverged(t, step, loss);
+        return MT_EX_SOFTWARE;
+    }
+    train_ckpt_fence(t, step); /* the async snapshot must be taken before the update */
+    double norm = NAN;
+    if (ss.global) {
+        strategy_clip_partials(t->strategy, t->grads, t->clip_partial);
+        optstep_clip(&os, t->clip_partial, clip_nblocks(t->model.nparams),
+                     (float)c->optim_clip_norm, &norm);
+    }
+    strategy_update(t->strategy, run_on_exec, t->exec);
+    t->step = step + 1;
+    double t1 = now_s();
+    double exposed = strategy_exposed_s(t->strategy);
+    trace_event(t->trace, "loss+optimizer", tc + exposed, t1, step);
+    t->win.compute += t1 - t0;
+    t->win.exposed += exposed;
+    t->win.comm += strategy_comm_s(t->strategy);
+    t->win.steps++;
+    *loss_out = loss;
+    *norm_out = norm;
+    return 0;
+}
