@@ -54,8 +54,8 @@ LIB_SRC  := $(sort $(wildcard src/core/*.c src/parallel/*.c src/io/*.c src/train
 LIB_OBJ  := $(LIB_SRC:%.c=$(BUILD)/%.o)
 LIB      := $(BUILD)/libmpitrain.a
 # the product: the command line (src/main.c, src/cli) over the library
-CLI_OBJ  := $(sort $(wildcard src/cli/*.c)) src/main.c
-CLI_OBJ  := $(CLI_OBJ:%.c=$(BUILD)/%.o)
+CLI_OBJ  := $(patsubst %.c,$(BUILD)/%.o,$(sort $(wildcard src/cli/*.c)))
+CLI_LIB  := $(BUILD)/libmpitrain-cli.a
 BIN      := $(BUILD)/mpitrain
 # the benchmarks (src/bench): a second binary, the only one linked with OpenBLAS (the
 # GEMM reference); `mpitrain bench ...` runs it from beside the mpitrain binary
@@ -91,16 +91,20 @@ $(BUILD)/src/bench/%.o: src/bench/%.c
 	@mkdir -p $(dir $@)
 	$(CC) $(CFLAGS) $(BENCH_CFLAGS) -c $< -o $@
 
-$(BIN): $(CLI_OBJ) $(LIB)
+$(CLI_LIB): $(CLI_OBJ)
+	@rm -f $@
+	ar rcs $@ $^
+
+$(BIN): $(BUILD)/src/main.o $(CLI_LIB) $(LIB)
 	$(CC) $(LDFLAGS) -o $@ $^ $(LDLIBS)
 
 $(BENCH_BIN): $(BENCH_OBJ) $(LIB)
 	$(CC) $(LDFLAGS) -o $@ $^ $(BENCH_LDLIBS) $(LDLIBS)
 
-$(BUILD)/tests/unit/%: $(BUILD)/tests/unit/%.o $(TESTLIB_OBJ) $(LIB)
+$(BUILD)/tests/unit/%: $(BUILD)/tests/unit/%.o $(TESTLIB_OBJ) $(CLI_LIB) $(LIB)
 	$(CC) $(LDFLAGS) -o $@ $^ $(TEST_LDLIBS) $(LDLIBS)
 
-$(BUILD)/tests/mpi/%: $(BUILD)/tests/mpi/%.o $(TESTLIB_OBJ) $(LIB)
+$(BUILD)/tests/mpi/%: $(BUILD)/tests/mpi/%.o $(TESTLIB_OBJ) $(CLI_LIB) $(LIB)
 	$(CC) $(LDFLAGS) -o $@ $^ $(TEST_LDLIBS) $(LDLIBS)
 
 tests: $(BIN) $(BENCH_BIN) $(UNIT_BIN) $(MPI_BIN)

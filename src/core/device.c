@@ -9,6 +9,9 @@ static const DeviceOps *const REGISTRY[] = {
 };
 #define NREG (sizeof REGISTRY / sizeof *REGISTRY)
 
+int device_count(void) { return (int)NREG; }
+const char *device_name(int i) { return i >= 0 && i < (int)NREG ? REGISTRY[i]->name : NULL; }
+
 int device_create(const char *name, int index, Device **out)
 {
     *out = NULL;

@@ -53,6 +53,9 @@ struct Device {
  * with device_destroy), or MT_EX_CONFIG with err_set() naming the devices this build
  * has. */
 int device_create(const char *name, int index, Device **out);
+/* The backends of this build, i in [0, device_count()) (tests run every one). */
+int device_count(void);
+const char *device_name(int i);
 static inline void device_destroy(Device *d) { if (d) d->ops->destroy(d); }
 
 static inline void *device_alloc(Device *d, size_t bytes) { return d->ops->alloc(d, bytes); }

@@ -10,6 +10,9 @@ static const StrategyOps *const REGISTRY[] = {
 };
 #define NREG (sizeof REGISTRY / sizeof *REGISTRY)
 
+int strategy_count(void) { return (int)NREG; }
+const StrategyOps *strategy_at(int i) { return i >= 0 && i < (int)NREG ? REGISTRY[i] : NULL; }
+
 const char *strategy_names(void)
 {
     static char names[256];

@@ -145,6 +145,9 @@ struct Strategy {
 const StrategyOps *strategy_find(const char *mode);
 /* The names of the registered strategies, "allreduce, ..." (static storage). */
 const char *strategy_names(void);
+/* The registered strategies one by one, i in [0, strategy_count()) (tests run every one). */
+int strategy_count(void);
+const StrategyOps *strategy_at(int i);
 
 extern const StrategyOps strategy_dp_ops; /* strategy_dp.c: parallel.mode = allreduce */
 

@@ -24,6 +24,7 @@
 
 #include "core/common.h"
 #include "core/rng.h"
+#include "cli/cli.h"
 #include "io/ckpt.h"
 #include "io/h5lock.h"
 
