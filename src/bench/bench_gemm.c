@@ -37,7 +37,7 @@ static double model_gemm_flop(const Model *m, int rows)
     int first = 1;
     for (int l = 0; l < m->nlayers; l++) {
         const Layer *L = &m->layers[l];
-        if (L->kind != LAYER_DENSE) continue;
+        if (L->ops != &layer_dense_ops) continue;
         double one = 2.0 * rows * L->in * L->out;
         f += one * (first ? 2 : 3);
         first = 0;
@@ -50,7 +50,7 @@ static void run_gemms(const Model *m, int rows, int own, float **x, float **w, f
     int first = 1;
     for (int l = 0; l < m->nlayers; l++) {
         const Layer *L = &m->layers[l];
-        if (L->kind != LAYER_DENSE) continue;
+        if (L->ops != &layer_dense_ops) continue;
         if (own) {
             /* yᵀ (out, R) = W xᵀ; dW = dyᵀ x; dx = dy W (x doubles as xᵀ: same size) */
             gemm_f32(L->out, rows, L->in, w[l], L->in, 1, x[l], rows, y[l], rows, 0);
@@ -78,7 +78,7 @@ static void *gemm_thread(void *arg)
     float **y = xcalloc(m->nlayers, sizeof(float *)), **dw = xcalloc(m->nlayers, sizeof(float *));
     for (int l = 0; l < m->nlayers; l++) {
         const Layer *L = &m->layers[l];
-        if (L->kind != LAYER_DENSE) continue;
+        if (L->ops != &layer_dense_ops) continue;
         x[l] = xaligned((size_t)j->rows * L->in * sizeof(float));
         y[l] = xaligned((size_t)j->rows * L->out * sizeof(float));
         w[l] = xaligned((size_t)L->in * L->out * sizeof(float));

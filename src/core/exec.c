@@ -529,7 +529,7 @@ Exec *exec_create(const Model *m, const ExecConf *c)
     for (int t = 0; t < c->threads; t++) alloc_thread_bufs(e, &e->tb[t]);
     e->lw = !c->per_mb && m->nlayers > 0;
     for (int l = 0; l < m->nlayers; l++)
-        if (m->layers[l].kind != LAYER_DENSE) e->lw = 0;
+        if (!m->layers[l].ops->layerwise) e->lw = 0;
     /* per micro-batch: pairs need a power-of-two count (so every leaf pair (2u, 2u+1) is
      * a subtree of the canonical tree) and enough pairs for the threads; the layer-wise
      * path has no per-micro-batch slabs */

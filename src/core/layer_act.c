@@ -1,7 +1,11 @@
 /* layer_act.c — a standalone activation (one that does not directly follow a dense
- * layer, e.g. after dropout): y (B, n) = f(x (B, n)) elementwise.  Backward reads
- * x (relu, gelu) or y (tanh), so no aux is kept.  x and y (dx and dy) must not
- * overlap: backward needs the forward's x. */
+ * layer, e.g. after dropout): y (B, n) = f(x (B, n)) elementwise, any shape.  Tokens
+ * relu, gelu, tanh; the layer is named by its function (relu0, gelu0, counted per
+ * function).  Backward reads x (relu, gelu) or y (tanh), so no aux is kept.  x and y
+ * (dx and dy) must not overlap: backward needs the forward's x. */
+#include <stdio.h>
+#include <string.h>
+
 #include "core/common.h"
 #include "core/layer_impl.h"
 
@@ -66,4 +70,36 @@ static void act_backward(const Layer *l, const float *params, const float *x, co
     act_backward_rows(l->act, x, y, dy, dx, (size_t)B * (size_t)l->out);
 }
 
-const LayerOps layer_act_ops = {"act", act_forward, act_backward};
+/* ---------------------------------------------------------------- descriptor */
+
+static LayerParse act_parse(const char *tok, Layer *l, char *why, size_t n)
+{
+    (void)why, (void)n;
+    for (int a = ACT_NONE + 1; a < ACT_COUNT; a++)
+        if (strcmp(tok, act_name((ActKind)a)) == 0) {
+            l->act = (ActKind)a;
+            return LAYER_PARSE_OK;
+        }
+    return LAYER_PARSE_OTHER;
+}
+
+static int act_format(const Layer *l, char *buf, size_t n)
+{
+    return snprintf(buf, n, "%s", act_name(l->act));
+}
+
+static const char *act_stem(const Layer *l) { return act_name(l->act); }
+
+static const char *const act_examples[] = {"relu", "gelu", "tanh", NULL};
+
+const LayerOps layer_act_ops = {
+    .kind_name = "act",
+    .forms = "relu, gelu, tanh",
+    .examples = act_examples,
+    .parse = act_parse,
+    .format = act_format,
+    .stem = act_stem,
+    .describe = act_format, /* the function's name */
+    .forward = act_forward,
+    .backward = act_backward,
+};

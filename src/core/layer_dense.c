@@ -1,5 +1,9 @@
 /* layer_dense.c — fully connected layer with a fused activation.
  *
+ *   token:    dense:N (N from 1 to DENSE_MAX_WIDTH); a following relu/gelu/tanh token is
+ *             fused into it (fuse hook) while it has no activation
+ *   shapes:   any input shape, flattened: (in) -> (N); W (out, in), b (out)
+ *   init:     W He or Xavier (layer_init_weight), b zero
  *   forward:  y (B, out) = act(x (B, in) W^T + b), W (out, in) row-major, b (out):
  *             y^T (out, B) = W x^T (gemm.h, on x transposed into scratch); b added and
  *             act applied along y^T's rows, then transposed into y (gelu keeps the
@@ -10,6 +14,9 @@
  * relu' and tanh' are read from y (y > 0; 1 - y^2), gelu' from the kept z.
  * Products by gemm_f32 (gemm.h): every element a chain of fma in a fixed order, so the
  * bits are the same on every CPU; single-threaded (the micro-batch is the unit). */
+#include <ctype.h>
+#include <errno.h>
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -147,4 +154,101 @@ void dense_lw_dx(const Layer *l, const float *params, const float *dy, float *dx
     gemm_f32(rt, c1 - c0, out, dy, out, 1, w + c0, in, dx + c0, in, 0);
 }
 
-const LayerOps layer_dense_ops = {"dense", dense_forward, dense_backward};
+/* ---------------------------------------------------------------- descriptor */
+
+#define DENSE_MAX_WIDTH (1 << 24)
+
+typedef struct {
+    int width; /* N of dense:N: outputs per sample */
+} DenseConf;
+
+static LayerParse dense_parse(const char *tok, Layer *l, char *why, size_t n)
+{
+    if (strncmp(tok, "dense:", 6) != 0) return LAYER_PARSE_OTHER;
+    const char *v = tok + 6;
+    char *end;
+    errno = 0;
+    long w = strtol(v, &end, 10);
+    if (!isdigit((unsigned char)*v) || *end || errno || w < 1 || w > DENSE_MAX_WIDTH) {
+        snprintf(why, n, "the width of dense:N must be an integer from 1 to %d",
+                 DENSE_MAX_WIDTH);
+        return LAYER_PARSE_BAD;
+    }
+    DenseConf c = {.width = (int)w};
+    layer_conf_put(l, &c, sizeof c);
+    return LAYER_PARSE_OK;
+}
+
+static int dense_format(const Layer *l, char *buf, size_t n)
+{
+    DenseConf c;
+    layer_conf_get(l, &c, sizeof c);
+    return l->act == ACT_NONE ? snprintf(buf, n, "dense:%d", c.width)
+                              : snprintf(buf, n, "dense:%d %s", c.width, act_name(l->act));
+}
+
+static int dense_fuse(Layer *l, const Layer *next)
+{
+    if (next->ops != &layer_act_ops || l->act != ACT_NONE) return 0;
+    l->act = next->act;
+    return 1;
+}
+
+static int dense_infer(Layer *l, char *why, size_t n)
+{
+    (void)why, (void)n;
+    DenseConf c;
+    layer_conf_get(l, &c, sizeof c);
+    l->out_ndim = 1;
+    l->out_shape[0] = c.width;
+    return 0;
+}
+
+static void dense_setup(Layer *l)
+{
+    layer_param(&l->params[0], "w", 2, (const int[]){l->out, l->in}, l->in, l->out);
+    layer_param(&l->params[1], "b", 1, (const int[]){l->out}, l->in, l->out);
+    l->nparams = 2;
+}
+
+static void dense_init(const Layer *l, float *params, InitKind init, uint64_t seed)
+{
+    layer_init_weight(l, &l->params[0], params, init, seed); /* b stays zero */
+}
+
+static size_t dense_aux_floats(const Layer *l)
+{
+    return l->act == ACT_GELU ? (size_t)l->out : 0; /* the pre-activation */
+}
+
+static size_t dense_scratch_floats(const Layer *l, int B)
+{
+    return (size_t)B * (size_t)(l->in + l->out); /* x^T (in, B), y^T (out, B) */
+}
+
+static int dense_describe(const Layer *l, char *buf, size_t n)
+{
+    return l->act == ACT_NONE ? snprintf(buf, n, "dense%d", l->out)
+                              : snprintf(buf, n, "dense%d+%s", l->out, act_name(l->act));
+}
+
+static const char *const dense_examples[] = {"dense:5", "dense:5 relu", "dense:5 gelu",
+                                             "dense:5 tanh", "dense:1", NULL};
+
+const LayerOps layer_dense_ops = {
+    .kind_name = "dense",
+    .forms = "dense:N (N an integer >= 1)",
+    .examples = dense_examples,
+    .parse = dense_parse,
+    .format = dense_format,
+    .fuse = dense_fuse,
+    .infer = dense_infer,
+    .setup = dense_setup,
+    .init = dense_init,
+    .aux_floats = dense_aux_floats,
+    .scratch_floats = dense_scratch_floats,
+    .describe = dense_describe,
+    .forward = dense_forward,
+    .backward = dense_backward,
+    .layerwise = 1,
+};

@@ -1,5 +1,6 @@
-/* layer_impl.h — what the layer files share and nobody else uses: the ops tables of
- * each layer kind and the activation functions (fused into dense, or standalone). */
+/* layer_impl.h — what the layer files share and nobody else uses: the loop helpers,
+ * the activation functions (fused into dense, or standalone) and the standalone
+ * activation's descriptor, which dense's fuse hook recognises. */
 #ifndef MPITRAIN_CORE_LAYER_IMPL_H
 #define MPITRAIN_CORE_LAYER_IMPL_H
 
@@ -7,14 +8,8 @@
 
 #include "core/layer.h"
 
-extern const LayerOps layer_dense_ops;   /* layer_dense.c */
-extern const LayerOps layer_act_ops;     /* layer_act.c */
-extern const LayerOps layer_dropout_ops; /* layer_dropout.c */
+extern const LayerOps layer_act_ops; /* layer_act.c */
 
-/* GELU, tanh approximation (Hendrycks & Gimpel; PyTorch approximate="tanh"):
- *   gelu(z)  = 0.5 z (1 + t),  t = tanh(k (z + 0.044715 z^3)),  k = sqrt(2/pi)
- *   gelu'(z) = 0.5 (1 + t) + 0.5 z (1 - t^2) k (1 + 3*0.044715 z^2)
- * Computed in float with libm's tanhf. */
 /* for (int j = 0; j < n; j++) BODY, written as blocks of 16 with a fixed trip count so
  * that gcc -O2 (very-cheap vectoriser cost model) vectorises it, then the scalar tail.
  * Each element's result is computed by the same IEEE operations either way (C11 mode:
@@ -32,6 +27,10 @@ extern const LayerOps layer_dropout_ops; /* layer_dropout.c */
  * bounds for LAYER_LOOP; a chunk of dropout words fits in L1). */
 #define LAYER_CHUNK 1024
 
+/* GELU, tanh approximation (Hendrycks & Gimpel; PyTorch approximate="tanh"):
+ *   gelu(z)  = 0.5 z (1 + t),  t = tanh(k (z + 0.044715 z^3)),  k = sqrt(2/pi)
+ *   gelu'(z) = 0.5 (1 + t) + 0.5 z (1 - t^2) k (1 + 3*0.044715 z^2)
+ * Computed in float with libm's tanhf. */
 #define LAYER_GELU_K 0.7978845608028654f
 #define LAYER_GELU_C 0.044715f
 

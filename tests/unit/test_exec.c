@@ -60,7 +60,7 @@ static float *grad_of(Fixture *f, int mb_lo, int mb_hi, int threads, double *los
     ExecConf c = {.threads = threads, .mb_rows = R, .nmb = n, .per_mb = f->per_mb};
     Exec *e = exec_create(&f->m, &c);
     int dense_only = 1;
-    for (int l = 0; l < f->m.nlayers; l++) dense_only &= f->m.layers[l].kind == LAYER_DENSE;
+    for (int l = 0; l < f->m.nlayers; l++) dense_only &= f->m.layers[l].ops->layerwise;
     assert_int_equal(exec_layerwise(e), !f->per_mb && dense_only);
     /* both paths are exercised: pairs accumulated into one slab (T <= n/2, n a power of
      * two) and one slab per micro-batch (T = 5 of 8) */

@@ -24,7 +24,7 @@ static void test_mlp(void **state)
     const int ins[] = {784, 512, 512}, outs[] = {512, 512, 10};
     for (int i = 0; i < 3; i++) {
         const Layer *l = &m.layers[i];
-        assert_int_equal(l->kind, LAYER_DENSE);
+        assert_ptr_equal(l->ops, &layer_dense_ops);
         assert_string_equal(l->name, names[i]);
         assert_int_equal(l->act, acts[i]);
         assert_int_equal(l->index, i);
@@ -61,17 +61,19 @@ static void test_layout_and_fusion(void **state)
                      0);
     assert_int_equal(m.nlayers, 5);
     const char *names[] = {"dense0", "dropout0", "relu0", "dense1", "tanh0"};
-    const LayerKind kinds[] = {LAYER_DENSE, LAYER_DROPOUT, LAYER_ACT, LAYER_DENSE, LAYER_ACT};
+    const char *kinds[] = {"dense", "dropout", "act", "dense", "act"};
     const ActKind acts[] = {ACT_GELU, ACT_NONE, ACT_RELU, ACT_TANH, ACT_TANH};
     const size_t aux[] = {5, 5, 0, 0, 0};
     for (int i = 0; i < 5; i++) {
         assert_string_equal(m.layers[i].name, names[i]);
-        assert_int_equal(m.layers[i].kind, kinds[i]);
+        assert_ptr_equal(m.layers[i].ops, layer_kind(kinds[i]));
         assert_int_equal(m.layers[i].act, acts[i]);
         assert_int_equal(m.layers[i].aux_per_sample, aux[i]);
         assert_int_equal(m.layers[i].index, i);
     }
-    assert_true(m.layers[1].p == 0.5f);
+    char tok[64];
+    m.layers[1].ops->format(&m.layers[1], tok, sizeof tok);
+    assert_string_equal(tok, "dropout:0.5");
     assert_int_equal(m.layers[3].in, 5);
     assert_int_equal(m.num_classes, 3); /* the last layer's width */
     /* w0 35 @0 | b0 5 @48 | w1 15 @64 | b1 3 @80 | pad to 96 */
@@ -113,6 +115,50 @@ static void test_layout_and_fusion(void **state)
     assert_string_equal(m.layers[3].name, "dense1");
     assert_int_equal(m.layers[0].act, ACT_RELU);
     model_free(&m);
+}
+
+/* A per-sample input shape of up to 3 dims: shapes flow from layer to layer (dense
+ * flattens, elementwise kinds keep the shape); names counted per stem over many layers
+ * (the layer table grows past its first allocation). */
+static void test_shapes_and_names(void **state)
+{
+    (void)state;
+    Model m;
+    assert_int_equal(model_build_shape(&m, "dropout:0.25 relu dense:6 tanh dense:4", (const int[]){1, 4, 5}, 3, 4), 0);
+    assert_int_equal(m.nlayers, 4);
+    assert_int_equal(m.in_dim, 20);
+    assert_int_equal(m.in_ndim, 3);
+    assert_int_equal(m.layers[0].out_ndim, 3);
+    assert_int_equal(m.layers[1].in_shape[1], 4);
+    assert_int_equal(m.layers[1].out_shape[2], 5);
+    assert_int_equal(m.layers[2].in, 20);
+    assert_int_equal(m.layers[2].out_ndim, 1);
+    assert_int_equal(m.layers[2].params[0].shape[1], 20);
+    assert_int_equal(m.layers[3].in, 6);
+    assert_int_equal(m.num_classes, 4);
+    assert_int_equal(m.max_width, 20);
+    char buf[256];
+    model_describe(&m, buf, sizeof buf);
+    assert_string_equal(buf, "1x4x5-dropout0.25-relu-dense6+tanh-dense4 (154 params)");
+    model_free(&m);
+
+    assert_int_equal(model_build(&m, "relu gelu relu dense:3 relu relu tanh dropout:0.1 dense:3 "
+                                     "gelu gelu dropout:0.2 tanh dense:2", 3, 2), 0);
+    const char *names[] = {"relu0", "gelu0", "relu1", "dense0", "relu2", "tanh0", "dropout0",
+                           "dense1", "gelu1", "dropout1", "tanh1", "dense2"};
+    assert_int_equal(m.nlayers, 12);
+    for (int i = 0; i < 12; i++) assert_string_equal(m.layers[i].name, names[i]);
+    model_free(&m);
+
+    err_clear();
+    memset(&m, 0x5a, sizeof m);
+    assert_int_equal(model_build_shape(&m, "dense:2", (const int[]){3, 0}, 2, 0), MT_EX_CONFIG);
+    assert_non_null(strstr(err_msg(), "input dimension 1 is 0"));
+    assert_null(m.layers);
+    assert_int_equal(model_build_shape(&m, "dense:2", (const int[]){3, 2, 2, 2}, 4, 0), MT_EX_CONFIG);
+    assert_non_null(strstr(err_msg(), "4 dimensions"));
+    assert_int_equal(model_build_shape(&m, "dense:2", (const int[]){65536, 65536}, 2, 0), MT_EX_CONFIG);
+    assert_non_null(strstr(err_msg(), "more than"));
 }
 
 static void expect_error(const char *spec, int in_dim, int classes, const char *const *needles)
@@ -225,6 +271,7 @@ int main(void)
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_mlp),
         cmocka_unit_test(test_layout_and_fusion),
+        cmocka_unit_test(test_shapes_and_names),
         cmocka_unit_test(test_bad_specs),
         cmocka_unit_test(test_init),
     };
