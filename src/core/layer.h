@@ -4,7 +4,7 @@
  * micro-batch of B samples.  Parameters and gradients live in the model's flat slabs:
  * a layer knows only its offsets (ParamDesc.off) into them.  Forward and backward are
  * single-threaded (gemm.h): the micro-batch is the unit of compute, so the
- * bits do not depend on threads or ranks (DESIGN.md §3).
+ * bits do not depend on threads or ranks (docs/determinism.md).
  *
  * A dense layer may carry a fused activation (dense:512 relu -> one Layer, act = relu):
  * bias and activation are applied in the pass that reads the GEMM output, and the

@@ -2,7 +2,7 @@
  *
  * Every set-up phase ends in an agreement (comm_agree) so that an error on one rank
  * (bad config, missing shard, out of memory) takes all ranks out together with one
- * message, never a hang.  The step loop is DESIGN.md §3. */
+ * message, never a hang.  The step loop is the step of docs/design.md. */
 #include "train/train.h"
 
 #include <errno.h>
