@@ -3,6 +3,7 @@
 #   make test       install deps if missing, build, run unit, MPI and end-to-end tests
 #   make train      install deps, build, import Fashion-MNIST, train the default job
 #   make bench      benchmarks -> results/
+#   make docs       regenerate docs/config.md from the config table (build/mpitrain)
 #   make install PREFIX=/usr/local
 #   SAN=address     sanitizer build (used by `make test-san`)
 SHELL := /bin/bash
@@ -69,7 +70,7 @@ MPI_BIN  := $(MPI_SRC:%.c=$(BUILD)/%)
 TESTLIB_SRC := $(sort $(wildcard tests/common/*.c))
 TESTLIB_OBJ := $(TESTLIB_SRC:%.c=$(BUILD)/%.o)
 
-.PHONY: all deps test test-unit test-mpi test-e2e test-san train bench install clean tests
+.PHONY: all deps test test-unit test-mpi test-e2e test-san train bench install clean tests docs
 all: $(BIN) $(BENCH_BIN)
 
 deps:
@@ -133,7 +134,11 @@ bench: deps
 	@$(MAKE) --no-print-directory all
 	@PYTHON=$(PYTHON) bash scripts/bench.sh
 
-install: $(BIN) $(BENCH_BIN) $(BENCH_BIN)
+# docs/config.md is the program's own key table (tests/e2e/test_docs.sh checks it is current).
+docs: $(BIN)
+	$(BIN) help config --markdown > docs/config.md.tmp && mv docs/config.md.tmp docs/config.md
+
+install: $(BIN) $(BENCH_BIN)
 	install -d $(DESTDIR)$(PREFIX)/bin
 	install -m 755 $(BIN) $(DESTDIR)$(PREFIX)/bin/mpitrain
 	install -m 755 $(BENCH_BIN) $(DESTDIR)$(PREFIX)/bin/mpitrain-bench

@@ -16,7 +16,7 @@ echo "## Training throughput, default MLP (784-512-512-10, batch 128, Fashion-MN
 echo
 echo "mpitrain computes with its own GEMM kernels (src/core/gemm.c: fma chains in a fixed"
 echo "order, the same bits on every CPU); PyTorch 1.13 (Debian) uses OpenBLAS.  PyTorch runs"
-echo "all three single-process thread settings of MACHINE-FACTS under each OpenBLAS kernel"
+echo "all three single-process thread settings (scripts/bench_torch.py --best) under each OpenBLAS kernel"
 echo "family in every repetition; the best median is the reference ($torch_best); DDP's"
 echo "reference is its best kernel family."
 echo

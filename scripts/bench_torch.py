@@ -2,7 +2,7 @@
 """bench_torch.py -- the PyTorch reference for mpitrain's benchmarks.
 
 Trains the same MLP (784-512-512-10, ReLU, softmax cross-entropy, SGD momentum 0.9,
-lr 0.05, batch 128) on the same data: an mpitrain dataset directory (DESIGN.md §5,
+lr 0.05, batch 128) on the same data: an mpitrain dataset directory (docs/dataset-format.md,
 read with h5py), loaded once into one float tensor and normalised the same way
 ((x * scale - mean) / std).  Loading is not timed, as in mpitrain's benchmark.
 
@@ -10,8 +10,8 @@ Modes (run with /usr/bin/python3, which has torch and h5py):
 
   mlp --data DIR [--threads T] [--openblas-threads N] [--best]
         one process; prints  impl,threads,batch,samples_per_s  (median of --repeats
-        runs of --steps steps after --warmup steps).  --best runs the settings listed
-        in shared/MACHINE-FACTS.md, each in a fresh process (set_num_threads(1),
+        runs of --steps steps after --warmup steps).  --best runs the three single-process
+        thread settings, each in a fresh process (set_num_threads(1),
         set_num_threads(2), set_num_threads(1) with OPENBLAS_NUM_THREADS=1), prints
         each line and names the fastest on stderr.
   ddp --data DIR --nproc 2
@@ -238,7 +238,7 @@ def mode_mlp(a):
 
 
 def mlp_best(a):
-    """Each setting of MACHINE-FACTS in a fresh process (OpenBLAS reads its env at load)."""
+    """Each of the three thread settings in a fresh process (OpenBLAS reads its env at load)."""
     common = ["--data", a.data, "--batch", str(a.batch), "--warmup", str(a.warmup),
               "--steps", str(a.steps), "--repeats", str(a.repeats), "--lr", str(a.lr),
               "--momentum", str(a.momentum)]
@@ -464,7 +464,7 @@ def main():
     m = sub.add_parser("mlp", parents=[common], help="one process")
     m.add_argument("--data", default="data/fmnist/train", help="dataset directory")
     m.add_argument("--threads", type=int, default=1, help="torch.set_num_threads (1)")
-    m.add_argument("--best", action="store_true", help="try the MACHINE-FACTS settings")
+    m.add_argument("--best", action="store_true", help="try the three thread settings")
 
     d = sub.add_parser("ddp", parents=[common], help="DDP (gloo) on local processes")
     d.add_argument("--data", default="data/fmnist/train", help="dataset directory")

@@ -23,7 +23,7 @@ static void usage(FILE *f)
             "  mpirun -np N mpitrain bench allreduce [--min 4K --max 256M --csv FILE] | bench p2p\n"
             "  mpitrain bench ckpt [--dir D]\n"
             "  mpitrain bench gemm [--layers SPEC --in-dim N --batch B --micro-batches M --threads T]\n"
-            "  mpitrain help config      every configuration key: type, default, bounds, help\n"
+            "  mpitrain help config [--markdown]  every configuration key: type, default, bounds, help\n"
             "  mpitrain version\n"
             "\n"
             "exit codes: 0 done, 64 usage, 65 bad data, 66 missing input, 70 internal/diverged,\n"
@@ -46,7 +46,8 @@ int main(int argc, char **argv)
     if (!strcmp(cmd, "bench")) return cli_bench(argc - 1, argv + 1);
     if (!strcmp(cmd, "help")) {
         if (argc >= 3 && !strcmp(argv[2], "config")) {
-            config_print_help(stdout);
+            if (argc >= 4 && !strcmp(argv[3], "--markdown")) config_print_markdown(stdout);
+            else config_print_help(stdout);
             return 0;
         }
         usage(stdout);

@@ -1,11 +1,12 @@
 /* exec.h — the micro-batch executor: forward and backward of a rank's micro-batches
  * on a pool of worker threads, and the canonical tree sum of their gradients.
  *
- * DESIGN.md §3: the micro-batch is the unit of compute.  Each micro-batch's forward and
- * backward gives the bits of single-threaded products (gemm.h: every element one fma
- * chain in a fixed order) whatever the number of threads or ranks; the rank's gradient
- * is the sum of its micro-batch gradients along the canonical tree (exec_tree_mid), so
- * it is a subtree of the global tree and the bits depend on nothing but (params, data).
+ * The micro-batch is the unit of compute (docs/determinism.md).  Each micro-batch's
+ * forward and backward gives the bits of single-threaded products (gemm.h: every
+ * element one fma chain in a fixed order) whatever the number of threads or ranks; the
+ * rank's gradient is the sum of its micro-batch gradients along the canonical tree
+ * (exec_tree_mid), so it is a subtree of the global tree and the bits depend on nothing
+ * but (params, data).
  *
  * Two paths with the same bits (tests/unit/test_exec.c checks it):
  *  - layer-wise (models of dense layers only; exec_layerwise): every local row goes

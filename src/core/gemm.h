@@ -10,7 +10,7 @@
  * so the AVX-512, AVX2 and portable C kernels give identical bits (fma rounds once, as
  * IEEE 754 defines it), whatever the CPU, the number of threads or how a caller cuts the
  * rows and columns into calls.  OpenBLAS gives none of this: its bits change with the
- * kernel family it picks for the CPU (DESIGN.md §3).  Accumulating adds the finished
+ * kernel family it picks for the CPU (docs/determinism.md).  Accumulating adds the finished
  * chain to C with one rounding: the same bits as computing A B alone and adding.
  *
  * A is read through strides, A(i,p) = a[i*rsa + p*csa], so one routine serves A and A^T
@@ -25,7 +25,7 @@
 void gemm_f32(int m, int n, int k, const float *a, ptrdiff_t rsa, ptrdiff_t csa,
               const float *b, ptrdiff_t ldb, float *c, ptrdiff_t ldc, int accumulate);
 
-/* C (m, n) = T(0, nleaf), the canonical tree sum (DESIGN.md §3; exec_tree_mid) of
+/* C (m, n) = T(0, nleaf), the canonical tree sum (docs/determinism.md; exec_tree_mid) of
  * nleaf products A_q B_q, q = 0 .. nleaf-1, each computed as gemm_f32 computes it (fma
  * chains over k from +0):  T(lo, hi) = A_lo B_lo when hi = lo + 1, else
  * T(lo, mid) + T(mid, hi) with mid = lo + (hi - lo) / 2, one rounding per addition.

@@ -6,7 +6,7 @@
  * Parameters and gradients live in the model's flat slabs: a layer knows only its
  * offsets (ParamDesc.off) into them.  Forward and backward are single-threaded
  * (gemm.h): the micro-batch is the unit of compute, so the bits do not depend on
- * threads or ranks (docs/design.md, "a training step").
+ * threads or ranks (docs/determinism.md).
  *
  * A kind plugs in with one file (layer_<kind>.c defining `const LayerOps
  * layer_<kind>_ops`) and one line in layer_registry.c; model.c, layer.c and the

@@ -1,4 +1,4 @@
-/* ckpt.h — checkpoints: one HDF5 file per saved training state (DESIGN.md §5).
+/* ckpt.h — checkpoints: one HDF5 file per saved training state (docs/checkpoint-format.md).
  *
  * A checkpoint holds one training state, independent of the number of ranks and of
  * the parallel mode: full parameter and optimizer-state slabs are written array by
@@ -23,7 +23,7 @@
  * (libxxhash, seed 0) of its little-endian bytes.  Arrays are stored contiguous, raw
  * IEEE float32 little-endian; file metadata is written in the HDF5 1.8 format, whose
  * object headers and superblock carry HDF5's own checksums.  (The stored hash was chosen
- * over HDF5's Fletcher32 filter by measurement: see /work/notes/ckpt-doc.md and
+ * over HDF5's Fletcher32 filter by measurement: see docs/checkpoint-format.md and
  * `mpitrain bench ckpt`.)
  *
  * Directory: DIR/step-%08llu.h5 (step = steps completed), DIR/latest (one line naming the

@@ -19,7 +19,7 @@ typedef struct {
     char model_init[16];       /* he | xavier */
     int model_input;           /* features per input sample; 0 = take it from the dataset */
     /* [data] */
-    char data_train[CFG_STR];  /* dataset directory (DESIGN.md §5) */
+    char data_train[CFG_STR];  /* dataset directory (docs/dataset-format.md) */
     char data_test[CFG_STR];   /* dataset directory for eval ("" = none) */
     int data_cache_mb;         /* cache whole shards up to this many MB per rank */
     int data_prefetch;         /* batches prepared ahead by the prefetch thread */
@@ -85,6 +85,10 @@ char *config_to_string(const Config *c);
 int config_load_string(Config *c, const char *text, const char *name);
 /* Print the table of keys: section.key, type, default, allowed values/bounds, help. */
 void config_print_help(FILE *f);
+/* The same table as Markdown (docs/config.md is this output: `make docs` regenerates it,
+ * tests/e2e/test_docs.sh fails when they differ): a short introduction, then one table
+ * per section (key, type, default, allowed values or bounds, meaning), '|' escaped. */
+void config_print_markdown(FILE *f);
 
 /* Compare two resolved configs (config_to_string texts): `saved` (a checkpoint's) and
  * `now`.  Every key whose value changed is logged ("resume: [sec] key changed from 'a'

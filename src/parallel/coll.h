@@ -2,7 +2,7 @@
  * reduce-scatter and allgather, their shard layout, and the non-blocking interface the
  * data-parallel engine drives between layer computations.
  *
- * Canonical tree (DESIGN.md §3).  Each rank r holds a partial p_r of the whole range.
+ * Canonical tree (docs/determinism.md).  Each rank r holds a partial p_r of the whole range.
  * With N = 2^k ranks the result of COMM_DET is, bit for bit on every rank,
  *     ((p0 + p1) + (p2 + p3)) + ((p4 + p5) + (p6 + p7))   (N = 8)
  * the balanced binary tree over ranks, adjacent pairs first: recursive halving with

@@ -8,7 +8,7 @@
  *     status and the lowest failing rank);
  *   - range reductions on a slab, [lo, hi) of `buf`, started with comm_start() and
  *     driven with comm_test()/comm_wait(): allreduce, reduce-scatter and allgather, each
- *     either COMM_DET (the canonical tree of DESIGN.md §3, bitwise reproducible, see
+ *     either COMM_DET (the canonical tree of docs/determinism.md, bitwise reproducible, see
  *     coll.h) or COMM_FAST (the library's MPI_Iallreduce & co).  coll.h has the
  *     convenience wrappers and the shard layout.
  *

@@ -8,7 +8,7 @@
 
 #include "parallel/comm.h"
 
-/* Abort the job naming rank, host, file:line and MPI's error text (DESIGN.md §6). */
+/* Abort the job naming rank, host, file:line and MPI's error text (docs/design.md). */
 #define CHECK_MPI(call)                                                                \
     do {                                                                               \
         int mpi_rc_ = (call);                                                          \

@@ -1,6 +1,6 @@
 /* dp.h — the data-parallel engine: gradient buckets, overlap, reduction modes, ZeRO-1.
  *
- * Knows ranges of slabs, not layers (DESIGN.md §1).  Per step:
+ * Knows ranges of slabs, not layers (docs/design.md).  Per step:
  *   dp_step_begin(grads)            before the backward
  *   dp_grad_ready(lo, hi)           from the executor (driver thread) as each layer's
  *                                   local gradient [lo, hi) is final, in backward order;

@@ -1,7 +1,7 @@
 /* strategy.h — the parallel strategy: how the ranks share a training step.
  *
  * The trainer drives every strategy through the same table (StrategyOps) and does not
- * know which one runs (docs/design.md §3, §4).  Data parallel ("allreduce",
+ * know which one runs (docs/design.md §4, §6).  Data parallel ("allreduce",
  * strategy_dp.c over the engine in dp.c) is the first implementation; the
  * parameter-server mode plugs in as a second: one new file and one line in the registry
  * (strategy.c).  A strategy knows ranges of the flat slabs, not layers.
@@ -11,7 +11,7 @@
  *   ops->plan(conf, rank, world, M, &split)           validate; this rank's micro-batches
  *   strategy_create(ops, comm, conf, nparams, nstates) collective
  *   strategy_share_params(s, &params)                 after init / resume: the slab to train
- * Per step (the protocol of docs/design.md §3):
+ * Per step (the protocol of docs/design.md §4):
  *   strategy_step_begin(s, &step, params, grads, &hooks)   the step's optimizer, hooks for
  *                                                          the executor's backward
  *   ... executor forward/backward, calling hooks.ready / hooks.poll / hooks.chunk_done

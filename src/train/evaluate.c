@@ -5,7 +5,7 @@
  * a zeroed array of all C chunks, the arrays are summed over ranks (exact: every entry
  * has one contributor) and the losses are added along the canonical tree.  So the
  * figures do not depend on the number of ranks or threads, and no sample is padded or
- * duplicated (USER-PAIN: DistributedSampler). */
+ * duplicated (as PyTorch's DistributedSampler does to even out the ranks). */
 #include <stdlib.h>
 #include <string.h>
 

@@ -2,7 +2,7 @@
  *
  * Every set-up phase ends in an agreement (train_agree) so that an error on one rank
  * (bad config, missing shard, out of memory) takes all ranks out together with one
- * message, never a hang.  Each iteration of the loop is docs/design.md §3: the data of
+ * message, never a hang.  Each iteration of the loop is docs/design.md §4: the data of
  * the step and the agreement on it, one step through the parallel strategy, then the
  * reports, the eval and the checkpoint that fall due. */
 #include <stdlib.h>

@@ -1,6 +1,6 @@
 /* train_impl.h — the Trainer shared by the files of src/train (nobody else uses it).
  *
- *   train.c         train_run: the phases and the step loop (docs/design.md §3)
+ *   train.c         train_run: the phases and the step loop (docs/design.md §4)
  *   train_setup.c   set-up and tear-down: config, split, data, model, strategy, slabs,
  *                   run directory, executor, loader
  *   train_step.c    one training step through the parallel strategy

@@ -1,5 +1,5 @@
 /* train_report.c — what a training run tells its user: the start-up banner, the
- * progress line, the metrics lines (metrics.jsonl, docs/design.md §5), the eval lines,
+ * progress line, the metrics lines (metrics.jsonl, docs/design.md §7), the eval lines,
  * and the divergence message. */
 #include <math.h>
 #include <string.h>

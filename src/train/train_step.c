@@ -1,4 +1,4 @@
-/* train_step.c — one training step (docs/design.md §3) through the parallel strategy:
+/* train_step.c — one training step (docs/design.md §4) through the parallel strategy:
  * the executor computes the rank's micro-batches and reports each finished gradient
  * range to the strategy, which reduces it while the backward goes on; then the loss, the
  * optional clipping, and the strategy's update.  Which strategy runs, and whether the

@@ -1,8 +1,8 @@
 #!/usr/bin/env bash
-# test_dataset_h5py.sh — the dataset schema (README, "Dataset format") as h5py sees it:
+# test_dataset_h5py.sh — the dataset schema (docs/dataset-format.md) as h5py sees it:
 #  1. `mpitrain data import` of a CSV and of the Fashion-MNIST test split (IDX, gzip'd;
 #     a synthetic IDX when the Debian package is absent), opened with h5py exactly as the
-#     README says: attributes, shard table, shapes, dtypes, chunking, counts, and every
+#     schema says: attributes, shard table, shapes, dtypes, chunking, counts, and every
 #     sample and label equal to the source;
 #  2. a dataset written from scratch with h5py by the schema is accepted by info/verify;
 #  3. damage done with h5py (float64 x, wrong shape, bad label, missing or truncated

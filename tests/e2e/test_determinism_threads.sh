@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # Same config and seed, two runs -> bitwise identical parameters and optimizer state,
-# also when the number of worker threads differs (DESIGN.md §3).
+# also when the number of worker threads differs (docs/determinism.md).
 source "$(dirname "$0")/lib.sh"
 need_fmnist
 small_job a

@@ -274,8 +274,9 @@ static void test_det_f64_i64(void **state)
     assert_true(mpitest_all(ok));
 }
 
-/* DESIGN §3: rank r sums its micro-batches [r*M/N, (r+1)*M/N) along their subtree; the
- * collective completes the tree: equal, bit for bit, to one rank's tree over all M. */
+/* docs/determinism.md: rank r sums its micro-batches [r*M/N, (r+1)*M/N) along their
+ * subtree; the collective completes the tree: equal, bit for bit, to one rank's tree
+ * over all M. */
 static void test_microbatch_invariance(void **state)
 {
     (void)state;

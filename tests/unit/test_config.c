@@ -484,7 +484,7 @@ static void test_round_trip(void **state)
     assert_same_config(&a, &b);
     free(s);
 
-    /* defaults round-trip too, and the defaults' text is what the README shows */
+    /* defaults round-trip too, and the defaults' text is what docs/config.md shows */
     config_defaults(&a);
     s = config_to_string(&a);
     assert_non_null(strstr(s, "[model]\nlayers = \"dense:512 relu dense:512 relu dense:10\"\n"

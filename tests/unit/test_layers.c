@@ -560,7 +560,7 @@ static void test_dense_backward_without_dx(void **state)
 }
 
 /* The same micro-batch gives the same bits whether computed first, after others, or
- * again: each micro-batch is one gemm_f32 call of the same shape (DESIGN.md §3). */
+ * again: each micro-batch is one gemm_f32 call of the same shape (docs/determinism.md). */
 static void test_dense_forward_repeatable(void **state)
 {
     (void)state;
