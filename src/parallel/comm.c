@@ -10,8 +10,8 @@
 #include <unistd.h>
 
 #include "core/common.h"
-#include "parallel/coll.h"
 #include "parallel/comm_mpi.h"
+#include "parallel/shard.h"
 
 #define LIB_MAX 16                        /* library requests per operation */
 #define LIB_CHUNK ((size_t)1 << 30)       /* elements per library call (int counts) */
@@ -266,7 +266,7 @@ static void start_fast(Comm *c, MpiImpl *m, CommReq *q, const CommTask *t)
     }
     for (int r = 0; r < c->size; r++) {
         size_t a, b;
-        coll_shard_range(t->lo, t->hi, c->size, r, &a, &b);
+        shard_range(t->lo, t->hi, c->size, r, &a, &b);
         q->counts[r] = (int)(b - a);
         q->displs[r] = (int)(a - t->lo);
     }
@@ -400,8 +400,6 @@ int comm_run(Comm *c, const CommTask *task)
     return comm_wait(c, &q);
 }
 
-/* ---- creation ---- */
-
 /* ---- node-shared memory ---- */
 
 #define SHM_PAGE 4096
@@ -465,6 +463,8 @@ static void mpi_shm_free(Comm *c, void *handle)
     CHECK_MPI(MPI_Win_free(win));
     free(win);
 }
+
+/* ---- the table and creation ---- */
 
 static void mpi_destroy(Comm *c);
 

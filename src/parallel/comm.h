@@ -10,7 +10,7 @@
  *     driven with comm_test()/comm_wait(): allreduce, reduce-scatter and allgather, each
  *     either COMM_DET (the canonical tree of DESIGN.md §3, bitwise reproducible, see
  *     coll.h) or COMM_FAST (the library's MPI_Iallreduce & co).  coll.h has the
- *     convenience wrappers and the shard layout.
+ *     convenience wrappers, shard.h the shard layout.
  *
  * Threads: MPI runs at MPI_THREAD_FUNNELED: only the thread that created the Comm calls
  * any function here.  Collective calls (every function taking a Comm except comm_test/
@@ -36,7 +36,7 @@ typedef enum {
 
 typedef enum {
     COMM_ALLREDUCE = 0,      /* every rank ends with the sum of [lo, hi) */
-    COMM_REDUCE_SCATTER = 1, /* each rank ends with the sum of its shard (coll_shard_range);
+    COMM_REDUCE_SCATTER = 1, /* each rank ends with the sum of its shard (shard_range);
                                 the rest of [lo, hi) is left undefined */
     COMM_ALLGATHER = 2       /* each rank contributes its shard; all end with all shards */
 } CommKind;
@@ -63,7 +63,7 @@ typedef struct {
     size_t lo, hi; /* element indices, lo <= hi */
     /* Optional, COMM_DET allreduce only (ZeRO-1 in one pass): on_sum(on_sum_arg, a, b) is
      * called on the calling thread for each piece [a, b) of this rank's shard
-     * (coll_shard_range) as soon as its sum is final in buf, and must fill [a, b) of
+     * (shard_range, shard.h) as soon as its sum is final in buf, and must fill [a, b) of
      * gather_buf (e.g. the optimizer's update of the parameters); the gather steps then
      * distribute gather_buf's shards instead of buf's, so every rank ends with all of
      * gather_buf's [lo, hi), and buf holds the sum on this rank's shard only.  on_sum
