@@ -152,7 +152,7 @@ static void tree_sum(float *const *leaf, int lo, int hi, size_t plo, size_t phi,
         if (dst != leaf[lo]) memcpy(dst + plo, leaf[lo] + plo, (phi - plo) * sizeof(float));
         return;
     }
-    int mid = exec_tree_mid(lo, hi);
+    int mid = tree_mid(lo, hi);
     tree_sum(leaf, lo, mid, plo, phi, leaf[lo]);
     tree_sum(leaf, mid, hi, plo, phi, leaf[mid]);
     const float *a = leaf[lo], *b = leaf[mid];
@@ -163,7 +163,7 @@ double exec_tree_sum_f64(const double *v, int lo, int hi)
 {
     if (hi <= lo) return 0.0;
     if (hi - lo == 1) return v[lo];
-    int mid = exec_tree_mid(lo, hi);
+    int mid = tree_mid(lo, hi);
     return exec_tree_sum_f64(v, lo, mid) + exec_tree_sum_f64(v, mid, hi);
 }
 

@@ -5,7 +5,7 @@
  * forward and backward gives the bits of single-threaded products (gemm.h: every
  * element one fma chain in a fixed order) whatever the number of threads or ranks; the
  * rank's gradient is the sum of its micro-batch gradients along the canonical tree
- * (exec_tree_mid), so it is a subtree of the global tree and the bits depend on nothing
+ * (core/tree.h), so it is a subtree of the global tree and the bits depend on nothing
  * but (params, data).
  *
  * Two paths with the same bits (tests/unit/test_exec.c checks it):
@@ -26,6 +26,7 @@
 #define MPITRAIN_CORE_EXEC_H
 
 #include "core/model.h"
+#include "core/tree.h"
 
 typedef struct Exec Exec;
 
@@ -95,11 +96,8 @@ int exec_pairs(const Exec *e);
  * micro-batch per thread at a time. */
 int exec_layerwise(const Exec *e);
 
-/* The canonical tree over [lo, hi): node = T(lo, mid) + T(mid, hi), mid = lo + (hi-lo)/2.
- * For power-of-two counts this is adjacent pairs first: ((g0+g1)+(g2+g3)). Any N that is
- * a power of two dividing M cuts it into N subtrees of M/N leaves. */
-static inline int exec_tree_mid(int lo, int hi) { return lo + (hi - lo) / 2; }
-/* Tree sum of doubles v[lo, hi) in canonical order (losses, norms, eval metrics). */
+/* Tree sum of doubles v[lo, hi) along the canonical tree of core/tree.h (losses, norms,
+ * eval metrics). */
 double exec_tree_sum_f64(const double *v, int lo, int hi);
 
 #endif

@@ -22,6 +22,7 @@
 #include <string.h>
 
 #include "core/common.h"
+#include "core/tree.h"
 
 #define GEMM_ALWAYS_INLINE inline __attribute__((always_inline))
 
@@ -332,7 +333,7 @@ static void tree_block(const TreeArgs *t, int lo, int hi, int mr, int nc, ptrdif
              t->b + lo * t->b_leaf + b_off, t->ldb, dst, ldd, 0);
         return;
     }
-    int mid = lo + (hi - lo) / 2; /* exec_tree_mid */
+    int mid = tree_mid(lo, hi);
     tree_block(t, lo, mid, mr, nc, a_off, b_off, dst, ldd, tmp);
     tree_block(t, mid, hi, mr, nc, a_off, b_off, tmp, TREE_BN, tmp + TREE_BM * TREE_BN);
     g_add(mr, nc, dst, ldd, tmp, TREE_BN);

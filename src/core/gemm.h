@@ -25,10 +25,10 @@
 void gemm_f32(int m, int n, int k, const float *a, ptrdiff_t rsa, ptrdiff_t csa,
               const float *b, ptrdiff_t ldb, float *c, ptrdiff_t ldc, int accumulate);
 
-/* C (m, n) = T(0, nleaf), the canonical tree sum (docs/determinism.md; exec_tree_mid) of
+/* C (m, n) = T(0, nleaf), the canonical tree sum (docs/determinism.md; core/tree.h) of
  * nleaf products A_q B_q, q = 0 .. nleaf-1, each computed as gemm_f32 computes it (fma
  * chains over k from +0):  T(lo, hi) = A_lo B_lo when hi = lo + 1, else
- * T(lo, mid) + T(mid, hi) with mid = lo + (hi - lo) / 2, one rounding per addition.
+ * T(lo, mid) + T(mid, hi) with mid = tree_mid(lo, hi), one rounding per addition.
  * A_q = a + q * a_leaf (same strides), B_q = b + q * b_leaf.  The bits are those of nleaf
  * separate products summed along the tree, without their (m, n) slabs: the tree is
  * formed block by block in a small scratch. */

@@ -11,6 +11,8 @@
 #include <stddef.h>
 #include <stdint.h>
 
+#include "core/slab.h"
+
 typedef enum { OPTIM_SGD, OPTIM_ADAMW } OptimKind;
 
 typedef struct {
@@ -36,11 +38,11 @@ const char *optim_state_name(const OptimConf *c, int i);
 void optim_update(const OptimConf *c, float lr, uint64_t t, float grad_scale, float *params,
                   const float *grads, float *const *states, size_t lo, size_t hi);
 
-/* Global-norm clipping works on fixed blocks so that the norm's bits do not depend on
- * how the slab is sharded: partial[j] = sum of g^2 (double, in element order) over
- * block j = [j*CLIP_BLOCK, (j+1)*CLIP_BLOCK) ∩ [0, n).  Shard boundaries used with
- * clipping must be multiples of CLIP_BLOCK. */
-#define CLIP_BLOCK 4096
+/* Global-norm clipping works on the slab's blocks (slab.h) so that the norm's bits do
+ * not depend on how the slab is sharded: partial[j] = sum of g^2 (double, in element
+ * order) over block j = [j*CLIP_BLOCK, (j+1)*CLIP_BLOCK) ∩ [0, n).  Shard boundaries
+ * used with clipping must be multiples of CLIP_BLOCK. */
+#define CLIP_BLOCK SLAB_BLOCK /* clipping's name for the slab block */
 size_t clip_nblocks(size_t n);
 /* Fill partial[] for the blocks in [lo, hi) (lo, hi multiples of CLIP_BLOCK, or hi = n). */
 void clip_block_sumsq(const float *grads, size_t n, size_t lo, size_t hi, double *partial);

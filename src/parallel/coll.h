@@ -1,6 +1,6 @@
 /* coll.h — range reductions on slabs: the deterministic (canonical-tree) allreduce,
- * reduce-scatter and allgather, their shard layout, and the non-blocking interface the
- * data-parallel engine drives between layer computations.
+ * reduce-scatter and allgather, and the non-blocking interface the data-parallel engine
+ * drives between layer computations.  Their shard layout is shard.h.
  *
  * Canonical tree (docs/determinism.md).  Each rank r holds a partial p_r of the whole range.
  * With N = 2^k ranks the result of COMM_DET is, bit for bit on every rank,
@@ -15,37 +15,19 @@
  * the result is N-invariant for every power of two N dividing M.
  *
  * Other N (N = P + E, P the largest power of two <= N): ranks 2i and 2i+1 for i < E are
- * folded first (p_2i + p_2i+1 on rank 2i), then the P remaining "virtual" ranks run the
- * power-of-two tree and rank 2i finally sends the result to 2i+1.  N = 3 gives
- * (p0 + p1) + p2; N = 6 gives ((p0+p1) + (p2+p3)) + (p4 + p5).  Deterministic and fixed
- * for that N, but not equal to the result at another N.
+ * folded first (p_2i + p_2i+1 on rank 2i), then the P remaining "virtual" ranks
+ * (shard.h) run the power-of-two tree and rank 2i finally sends the result to 2i+1.
+ * N = 3 gives (p0 + p1) + p2; N = 6 gives ((p0+p1) + (p2+p3)) + (p4 + p5).  Deterministic
+ * and fixed for that N, but not equal to the result at another N.
  *
- * Shards.  [lo, hi) is cut into blocks at the multiples of CLIP_BLOCK (core/optim.h)
- * measured from the start of the slab (index 0), plus lo and hi.  The P virtual ranks get
- * consecutive runs of blocks in rank order, as equal in block count as possible (earlier
- * ranks get the extra blocks); a rank may get an empty shard (few blocks, or a rank
- * folded away when N is not a power of two).  COMM_FAST uses the same layout. */
+ * Shards: after a reduce-scatter rank r holds shard_range(lo, hi, N, r) (shard.h), and
+ * contributes that shard to an allgather; COMM_FAST uses the same layout. */
 #ifndef MPITRAIN_PARALLEL_COLL_H
 #define MPITRAIN_PARALLEL_COLL_H
 
 #include <stddef.h>
 
 #include "parallel/comm.h"
-
-/* P of the canonical tree: the largest power of two <= n (n >= 1). */
-static inline int coll_pow2_floor(int n)
-{
-    int p = 1;
-    while (p * 2 <= n) p *= 2;
-    return p;
-}
-
-/* The shard of [lo, hi) that rank `rank` of `size` holds after a reduce-scatter and
- * contributes to an allgather: [*shard_lo, *shard_hi), possibly empty
- * (*shard_lo == *shard_hi).  Pure function of its arguments; shards of ranks 0..size-1
- * are disjoint, in rank order and cover [lo, hi). */
-void coll_shard_range(size_t lo, size_t hi, int size, int rank, size_t *shard_lo,
-                      size_t *shard_hi);
 
 /* Start a range operation on [lo, hi) of buf (see CommTask in comm.h).  Returns 0 and
  * *req, or MT_EX_SOFTWARE (bad arguments, pool full; nothing started). */

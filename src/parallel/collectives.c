@@ -1,69 +1,14 @@
-/* collectives.c — the deterministic collectives (coll.h): shard layout, the plan of
- * exchanges for the canonical tree, and a pipelined engine that moves each exchange in
- * segments through a small ring of persistent buffers, adding segment k while later
- * segments are in flight.  Runs on the MPI backend (comm_mpi.h). */
+/* collectives.c — the deterministic collectives (coll.h): the plan of exchanges for the
+ * canonical tree over the shard layout (shard.h), and a pipelined engine that moves each
+ * exchange in segments through a small ring of persistent buffers, adding segment k
+ * while later segments are in flight.  Runs on the MPI backend (comm_mpi.h). */
 #include "parallel/coll.h"
 
 #include <string.h>
 
 #include "core/common.h"
-#include "core/optim.h"
 #include "parallel/comm_mpi.h"
-
-/* ---- layout ---- */
-
-/* Virtual rank of a real rank (-1: folded into rank - 1), and back. */
-static int real_to_virt(int rank, int size)
-{
-    int e = size - coll_pow2_floor(size);
-    if (rank < 2 * e) return rank % 2 ? -1 : rank / 2;
-    return rank - e;
-}
-
-static int virt_to_real(int v, int size)
-{
-    int e = size - coll_pow2_floor(size);
-    return v < e ? 2 * v : v + e;
-}
-
-/* Blocks of [lo, hi): cut at lo, at multiples of CLIP_BLOCK inside, and at hi. */
-static size_t nblocks(size_t lo, size_t hi)
-{
-    if (hi <= lo) return 0;
-    return 1 + (hi - 1) / CLIP_BLOCK - lo / CLIP_BLOCK;
-}
-
-static size_t block_bound(size_t lo, size_t hi, size_t nb, size_t i)
-{
-    if (i == 0) return lo;
-    if (i >= nb) return hi;
-    return (lo / CLIP_BLOCK + i) * CLIP_BLOCK;
-}
-
-/* Shard j of P virtual ranks: blocks [ceil(j*nb/P), ceil((j+1)*nb/P)). */
-static void shard_of(size_t lo, size_t hi, int P, int j, size_t *a, size_t *b)
-{
-    size_t nb = nblocks(lo, hi);
-    size_t b0 = ((size_t)j * nb + (size_t)P - 1) / (size_t)P;
-    size_t b1 = ((size_t)(j + 1) * nb + (size_t)P - 1) / (size_t)P;
-    *a = block_bound(lo, hi, nb, b0);
-    *b = block_bound(lo, hi, nb, b1);
-}
-
-void coll_shard_range(size_t lo, size_t hi, int size, int rank, size_t *shard_lo,
-                      size_t *shard_hi)
-{
-    CHECK(size >= 1 && rank >= 0 && rank < size && lo <= hi);
-    int v = real_to_virt(rank, size);
-    if (v < 0) {
-        /* folded away: an empty shard at the end of its predecessor's */
-        size_t a, b;
-        shard_of(lo, hi, coll_pow2_floor(size), real_to_virt(rank - 1, size), &a, &b);
-        *shard_lo = *shard_hi = b;
-        return;
-    }
-    shard_of(lo, hi, coll_pow2_floor(size), v, shard_lo, shard_hi);
-}
+#include "parallel/shard.h"
 
 /* ---- plan ---- */
 
@@ -96,7 +41,7 @@ void coll_det_plan(CollDet *d, const CommTask *task, MPI_Comm comm, int rank, in
     CHECK(!d->on_sum || (task->kind == COMM_ALLREDUCE && !doubling));
     d->lo = task->lo;
     d->hi = task->hi;
-    d->P = coll_pow2_floor(size);
+    d->P = shard_pow2_floor(size);
     d->tag0 = tag0;
     d->nphase = 0;
     d->cur = -1;
@@ -107,7 +52,7 @@ void coll_det_plan(CollDet *d, const CommTask *task, MPI_Comm comm, int rank, in
 
     int P = d->P, E = size - P, k = 0;
     while ((1 << k) < P) k++;
-    int v = real_to_virt(rank, size);
+    int v = shard_virt_rank(rank, size);
     int reduce = task->kind != COMM_ALLGATHER;
     int gather = task->kind != COMM_REDUCE_SCATTER;
 
@@ -122,7 +67,7 @@ void coll_det_plan(CollDet *d, const CommTask *task, MPI_Comm comm, int rank, in
     if (reduce && doubling && gather) {
         for (int s = 0; s < k; s++) {
             int pv = v ^ (1 << s);
-            add_phase(d, virt_to_real(pv, size), STEP_REDUCE + s, set_whole(), set_whole(), 1,
+            add_phase(d, shard_real_rank(pv, size), STEP_REDUCE + s, set_whole(), set_whole(), 1,
                       v < pv, 1);
         }
     } else {
@@ -131,7 +76,7 @@ void coll_det_plan(CollDet *d, const CommTask *task, MPI_Comm comm, int rank, in
         if (reduce)
             for (int s = 0; s < k; s++) {
                 int pv = v ^ (1 << s), m = (1 << (s + 1)) - 1;
-                add_phase(d, virt_to_real(pv, size), STEP_REDUCE + s,
+                add_phase(d, shard_real_rank(pv, size), STEP_REDUCE + s,
                           set_shards(pv & m, m + 1), set_shards(v & m, m + 1), 1, v < pv, 0);
             }
         if (fuse) {
@@ -141,7 +86,7 @@ void coll_det_plan(CollDet *d, const CommTask *task, MPI_Comm comm, int rank, in
         if (gather)
             for (int s = k - 1 - fuse; s >= 0; s--) {
                 int pv = v ^ (1 << s), m = (1 << (s + 1)) - 1;
-                add_phase(d, virt_to_real(pv, size), STEP_GATHER + s,
+                add_phase(d, shard_real_rank(pv, size), STEP_GATHER + s,
                           set_shards(v & m, m + 1), set_shards(pv & m, m + 1), 0, 0, 0);
             }
     }
@@ -157,7 +102,7 @@ static void iter_settle(const CollDet *d, const CollSet *s, CollIter *it)
         if (s->whole) { it->shard = -1; break; }
         it->shard += s->stride;
         if (it->shard >= d->P) { it->shard = -1; break; }
-        shard_of(d->lo, d->hi, d->P, it->shard, &it->off, &it->end);
+        shard_virt_range(d->lo, d->hi, d->P, it->shard, &it->off, &it->end);
     }
 }
 
@@ -170,7 +115,7 @@ static void iter_begin(const CollDet *d, const CollSet *s, CollIter *it)
         return;
     } else {
         it->shard = s->first;
-        shard_of(d->lo, d->hi, d->P, s->first, &it->off, &it->end);
+        shard_virt_range(d->lo, d->hi, d->P, s->first, &it->off, &it->end);
     }
     iter_settle(d, s, it);
 }

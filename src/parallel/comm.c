@@ -1,6 +1,7 @@
-/* comm.c — the MPI backend of CommOps (comm.h): creation, small collectives, status
- * agreement, and the pool of persistent request slots that range operations run in
- * (library MPI_I* calls for COMM_FAST, the engine of collectives.c for COMM_DET). */
+/* comm.c — the MPI backend of CommOps (comm.h): creation and split, small collectives,
+ * status agreement, node-shared memory, and the pool of persistent request slots that
+ * range operations run in (library MPI_I* calls for COMM_FAST, the engine of
+ * collectives.c for COMM_DET).  Point-to-point messages are comm_mpi_p2p.c. */
 #include "parallel/comm.h"
 
 #include <limits.h>
@@ -10,8 +11,8 @@
 #include <unistd.h>
 
 #include "core/common.h"
-#include "parallel/coll.h"
 #include "parallel/comm_mpi.h"
+#include "parallel/shard.h"
 
 #define LIB_MAX 16                        /* library requests per operation */
 #define LIB_CHUNK ((size_t)1 << 30)       /* elements per library call (int counts) */
@@ -266,7 +267,7 @@ static void start_fast(Comm *c, MpiImpl *m, CommReq *q, const CommTask *t)
     }
     for (int r = 0; r < c->size; r++) {
         size_t a, b;
-        coll_shard_range(t->lo, t->hi, c->size, r, &a, &b);
+        shard_range(t->lo, t->hi, c->size, r, &a, &b);
         q->counts[r] = (int)(b - a);
         q->displs[r] = (int)(a - t->lo);
     }
@@ -350,6 +351,13 @@ static void progress_all(MpiImpl *m)
     }
 }
 
+int comm_mpi_drive(Comm *c)
+{
+    MpiImpl *m = impl_of(c);
+    if (m->inflight) progress_all(m);
+    return m->inflight;
+}
+
 static int mpi_test(Comm *c, CommReq **req, int *done)
 {
     MpiImpl *m = impl_of(c);
@@ -399,8 +407,6 @@ int comm_run(Comm *c, const CommTask *task)
     if (rc) return rc;
     return comm_wait(c, &q);
 }
-
-/* ---- creation ---- */
 
 /* ---- node-shared memory ---- */
 
@@ -466,7 +472,10 @@ static void mpi_shm_free(Comm *c, void *handle)
     free(win);
 }
 
+/* ---- the table and creation ---- */
+
 static void mpi_destroy(Comm *c);
+static int mpi_split(Comm *parent, int color, int key, Comm **out);
 
 static const CommOps MPI_OPS = {
     .name = "mpi",
@@ -482,6 +491,17 @@ static const CommOps MPI_OPS = {
     .wait = mpi_wait,
     .shm_alloc = mpi_shm_alloc,
     .shm_free = mpi_shm_free,
+    .split = mpi_split,
+    .p2p_create = comm_mpi_p2p_create,
+    .p2p_destroy = comm_mpi_p2p_destroy,
+    .isend = comm_mpi_isend,
+    .irecv = comm_mpi_irecv,
+    .p2p_test = comm_mpi_p2p_test,
+    .p2p_testany = comm_mpi_p2p_testany,
+    .p2p_cancel = comm_mpi_p2p_cancel,
+    .probe = comm_mpi_probe,
+    .send = comm_mpi_send,
+    .recv = comm_mpi_recv,
 };
 
 static int conf_check(const CommConf *f)
@@ -585,10 +605,10 @@ int comm_create(Comm **out, const CommConf *conf)
     return 0;
 }
 
-int comm_split(Comm *parent, int color, int key, Comm **out)
+static int mpi_split(Comm *parent, int color, int key, Comm **out)
 {
     MpiImpl *pm = impl_of(parent);
-    CHECK(parent->ops == &MPI_OPS);
+    CHECK(color >= 0);
     MPI_Comm sub;
     CHECK_MPI(MPI_Comm_split(pm->comm, color, key, &sub));
     return create_on(sub, &pm->conf, out);

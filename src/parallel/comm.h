@@ -1,21 +1,27 @@
 /* comm.h — the communicator: a handle (Comm) and a table of functions (CommOps) that a
- * backend implements.  The MPI backend (comm.c + collectives.c) is the only one today;
- * a NCCL backend plugs in by filling the same table.
+ * backend implements.  The MPI backend (comm.c, comm_mpi_p2p.c, collectives.c) is the
+ * only one today; a NCCL backend plugs in by filling the same table.
  *
- * Two kinds of operations:
- *   - small blocking collectives on plain buffers: barrier, bcast, allreduce (the
- *     library's own "fast" sum), allgatherv, and comm_agree (all ranks learn the worst
- *     status and the lowest failing rank);
+ * Three kinds of operations:
+ *   - small blocking collectives: barrier, bcast, allreduce (the library's own "fast"
+ *     sum), allgatherv, comm_agree (all ranks learn the worst status and the lowest
+ *     failing rank), comm_agree_flags (the same plus summed flags, once per training
+ *     step) and comm_split;
  *   - range reductions on a slab, [lo, hi) of `buf`, started with comm_start() and
  *     driven with comm_test()/comm_wait(): allreduce, reduce-scatter and allgather, each
  *     either COMM_DET (the canonical tree of docs/determinism.md, bitwise reproducible, see
  *     coll.h) or COMM_FAST (the library's MPI_Iallreduce & co).  coll.h has the
- *     convenience wrappers and the shard layout.
+ *     convenience wrappers, shard.h the shard layout;
+ *   - point-to-point messages between two ranks (comm_isend/comm_irecv into a set of
+ *     request slots, comm_p2p_test/testany/wait/waitany, comm_probe, and the blocking
+ *     comm_send/comm_recv), for the parameter server: see "point-to-point" below.
+ * Everything goes through the table: outside the MPI backend (comm.c, comm_mpi_p2p.c,
+ * collectives.c) only the communication benchmark, which measures MPI itself, calls MPI.
  *
  * Threads: MPI runs at MPI_THREAD_FUNNELED: only the thread that created the Comm calls
  * any function here.  Collective calls (every function taking a Comm except comm_test/
- * comm_wait and the accessors) must be made by all ranks in the same order with the same
- * sizes, types and ranges.
+ * comm_wait, the point-to-point functions and the accessors) must be made by all ranks
+ * in the same order with the same sizes, types and ranges.
  *
  * Errors: a failing MPI call is a bug or a broken machine: it is reported as
  * "[rank r host] file:line MPI call failed: <MPI's text>" and the job aborts (MPI_Abort).
@@ -36,7 +42,7 @@ typedef enum {
 
 typedef enum {
     COMM_ALLREDUCE = 0,      /* every rank ends with the sum of [lo, hi) */
-    COMM_REDUCE_SCATTER = 1, /* each rank ends with the sum of its shard (coll_shard_range);
+    COMM_REDUCE_SCATTER = 1, /* each rank ends with the sum of its shard (shard_range);
                                 the rest of [lo, hi) is left undefined */
     COMM_ALLGATHER = 2       /* each rank contributes its shard; all end with all shards */
 } CommKind;
@@ -63,7 +69,7 @@ typedef struct {
     size_t lo, hi; /* element indices, lo <= hi */
     /* Optional, COMM_DET allreduce only (ZeRO-1 in one pass): on_sum(on_sum_arg, a, b) is
      * called on the calling thread for each piece [a, b) of this rank's shard
-     * (coll_shard_range) as soon as its sum is final in buf, and must fill [a, b) of
+     * (shard_range, shard.h) as soon as its sum is final in buf, and must fill [a, b) of
      * gather_buf (e.g. the optimizer's update of the parameters); the gather steps then
      * distribute gather_buf's shards instead of buf's, so every rank ends with all of
      * gather_buf's [lo, hi), and buf holds the sum on this rank's shard only.  on_sum
@@ -87,6 +93,48 @@ typedef struct {
 typedef struct Comm Comm;
 typedef struct CommReq CommReq; /* an operation in flight; owned by the Comm */
 
+/* ---- point-to-point ----
+ * A message is count elements of one CommType from one rank of a Comm to another (or to
+ * itself), with a tag.  Messages from one rank with one tag arrive in the order they
+ * were sent; nothing else is ordered.
+ *
+ * Tags: the caller owns 0..COMM_TAG_MAX; give each message kind its own tag (a
+ * receive takes only messages of its tag).  The backend's own traffic on the same
+ * communicator (the deterministic collectives) uses tags above COMM_TAG_MAX, so the two
+ * never match each other; for that reason there is no any-tag receive.  A receive may
+ * take any source (COMM_ANY_SOURCE), and comm_probe finds a waiting message without
+ * receiving it (a server learning which worker pushed, and how much).
+ *
+ * Requests live in a CommP2p, a set of n slots made once by comm_p2p_create (nothing is
+ * allocated per message): a slot is free or holds one send or receive in flight, posted
+ * with comm_isend/comm_irecv and finished by comm_p2p_test/wait on that slot or
+ * comm_p2p_testany/waitany over the whole set (a server posts one receive per worker
+ * and serves whichever arrives first, never blocking on one peer).  A finished slot is
+ * free again.  While a send is in flight its buffer must not be written, while a
+ * receive is in flight its buffer must not be touched.
+ *
+ * Blocking calls (comm_p2p_wait/waitany, comm_probe_wait, comm_send, comm_recv) keep the
+ * range operations in flight on the same Comm moving while they wait, so a rank may
+ * wait for a message while its reductions are still running.
+ *
+ * Errors: bad arguments (tag outside 0..COMM_TAG_MAX, peer not a rank, unknown type,
+ * slot out of range or busy, more than INT_MAX elements in one message: split it)
+ * return MT_EX_SOFTWARE after err_set(), and nothing is posted.  A message longer than
+ * the receive's buffer is a bug and aborts the job (truncation is an MPI error). */
+#define COMM_TAG_MAX 4095
+#define COMM_ANY_SOURCE (-1)
+
+/* What one finished message was.  peer: the rank it came from (receive) or went to
+ * (send); tag: its tag; count: elements of the request's type received (receive) or sent
+ * (send).  For a probe, count is in elements of the type passed to the probe. */
+typedef struct {
+    int peer;
+    int tag;
+    size_t count;
+} CommStatus;
+
+typedef struct CommP2p CommP2p; /* a set of request slots; owned by the caller */
+
 typedef struct CommOps {
     const char *name; /* "mpi" */
     void (*destroy)(Comm *c);
@@ -102,6 +150,22 @@ typedef struct CommOps {
     int (*wait)(Comm *c, CommReq **req);
     int (*shm_alloc)(Comm *c, size_t bytes, void **bases, void **handle);
     void (*shm_free)(Comm *c, void *handle);
+    int (*split)(Comm *parent, int color, int key, Comm **out);
+    /* point-to-point (see the wrappers below) */
+    int (*p2p_create)(Comm *c, int n, CommP2p **out);
+    void (*p2p_destroy)(Comm *c, CommP2p *set);
+    int (*isend)(Comm *c, CommP2p *set, int slot, const void *buf, size_t count, CommType t,
+                 int dest, int tag);
+    int (*irecv)(Comm *c, CommP2p *set, int slot, void *buf, size_t count, CommType t,
+                 int source, int tag);
+    int (*p2p_test)(Comm *c, CommP2p *set, int slot, int block, int *done, CommStatus *st);
+    int (*p2p_testany)(Comm *c, CommP2p *set, int block, int *slot, CommStatus *st);
+    int (*p2p_cancel)(Comm *c, CommP2p *set, int slot);
+    int (*probe)(Comm *c, int source, int tag, CommType t, int block, int *found,
+                 CommStatus *st);
+    int (*send)(Comm *c, const void *buf, size_t count, CommType t, int dest, int tag);
+    int (*recv)(Comm *c, void *buf, size_t count, CommType t, int source, int tag,
+                CommStatus *st);
 } CommOps;
 
 struct Comm {
@@ -124,8 +188,12 @@ void comm_conf_default(CommConf *conf);
  * confs or a value is out of range, MT_EX_SOFTWARE if MPI lacks FUNNELED. */
 int comm_create(Comm **out, const CommConf *conf);
 /* A new Comm over the ranks of `parent` with the same color, ordered by (key, rank),
- * with parent's conf (MPI_Comm_split).  Collective over parent.  Returns 0 and *out. */
-int comm_split(Comm *parent, int color, int key, Comm **out);
+ * with parent's conf and backend (MPI: MPI_Comm_split); free it with comm_destroy
+ * (before or after parent).  color >= 0.  Collective over parent.  Returns 0 and *out. */
+static inline int comm_split(Comm *parent, int color, int key, Comm **out)
+{
+    return parent->ops->split(parent, color, key, out);
+}
 /* Free everything; no operation may be in flight (CHECKed).  NULL is a no-op.
  * Collective. */
 void comm_destroy(Comm *c);
@@ -162,6 +230,15 @@ static inline int comm_agree(Comm *c, int my_status, int *failed_rank)
 {
     return c->ops->agree(c, my_status, failed_rank);
 }
+/* The per-step agreement, in one small allreduce: flags[0..nflags) (in/out) become their
+ * sums over all ranks (e.g. 1 = "this rank saw a signal": > 0 afterwards when any rank
+ * did), and every rank learns every rank's status (an exit code, >= 0, 0 = fine).
+ * Returns the largest status (0 when all are fine) and sets *failed_rank (may be NULL)
+ * to the lowest rank with a non-zero status, or -1.  Unlike comm_agree it records no
+ * message: each rank reports its own failure.  Flags are summed with the library's
+ * allreduce in double: exact for counts; other values round as comm_allreduce does.
+ * Allocates (nflags + size) doubles for the call.  Collective (same nflags). */
+int comm_agree_flags(Comm *c, int status, double *flags, int nflags, int *failed_rank);
 
 /* Start a range operation (see CommTask); *req is valid until comm_test reports done or
  * comm_wait returns.  The buffer [lo, hi) must not be touched meanwhile.  Several
@@ -197,6 +274,102 @@ static inline void comm_shm_free(Comm *c, void *handle)
 
 /* comm_start + comm_wait. */
 int comm_run(Comm *c, const CommTask *task);
+
+/* ---- point-to-point (see the section above CommStatus) ---- */
+
+/* A set of n >= 1 free request slots for messages on c (allocates).  Returns 0 and
+ * *out, or MT_EX_SOFTWARE (n < 1). */
+static inline int comm_p2p_create(Comm *c, int n, CommP2p **out)
+{
+    return c->ops->p2p_create(c, n, out);
+}
+/* Free a set; every slot must be free (CHECKed: wait for or cancel what is in flight).
+ * NULL is a no-op.  Destroy a Comm's sets before the Comm. */
+static inline void comm_p2p_destroy(Comm *c, CommP2p *set)
+{
+    if (set) c->ops->p2p_destroy(c, set);
+}
+/* Start sending buf[count] of t to rank dest with tag (0..COMM_TAG_MAX) in the free
+ * slot `slot` of set.  Returns 0, or MT_EX_SOFTWARE (bad argument; nothing posted). */
+static inline int comm_isend(Comm *c, CommP2p *set, int slot, const void *buf, size_t count,
+                             CommType t, int dest, int tag)
+{
+    return c->ops->isend(c, set, slot, buf, count, t, dest, tag);
+}
+/* Start receiving at most count elements of t from rank source (or COMM_ANY_SOURCE) with
+ * tag into buf, in the free slot `slot` of set.  Returns 0 or MT_EX_SOFTWARE (as
+ * comm_isend). */
+static inline int comm_irecv(Comm *c, CommP2p *set, int slot, void *buf, size_t count,
+                             CommType t, int source, int tag)
+{
+    return c->ops->irecv(c, set, slot, buf, count, t, source, tag);
+}
+/* Whether the request in `slot` has finished, without blocking: *done = 1 and *st (may
+ * be NULL) filled when it has (the slot is free again), *done = 0 while it runs.  A free
+ * slot reports *done = 1 with st = {COMM_ANY_SOURCE, -1, 0}.  Returns 0, or
+ * MT_EX_SOFTWARE for a slot out of range. */
+static inline int comm_p2p_test(Comm *c, CommP2p *set, int slot, int *done, CommStatus *st)
+{
+    return c->ops->p2p_test(c, set, slot, 0, done, st);
+}
+/* comm_p2p_test, blocking until the request has finished. */
+static inline int comm_p2p_wait(Comm *c, CommP2p *set, int slot, CommStatus *st)
+{
+    int done = 0;
+    return c->ops->p2p_test(c, set, slot, 1, &done, st);
+}
+/* Whether any request in the set has finished, without blocking: *slot = one finished
+ * slot (now free) and *st (may be NULL) its status, or *slot = -1 when none has
+ * finished yet or none is in flight.  Returns 0. */
+static inline int comm_p2p_testany(Comm *c, CommP2p *set, int *slot, CommStatus *st)
+{
+    return c->ops->p2p_testany(c, set, 0, slot, st);
+}
+/* comm_p2p_testany, blocking until one request has finished; *slot = -1 at once when
+ * none is in flight. */
+static inline int comm_p2p_waitany(Comm *c, CommP2p *set, int *slot, CommStatus *st)
+{
+    return c->ops->p2p_testany(c, set, 1, slot, st);
+}
+/* Cancel the receive in `slot` and free the slot.  Returns 0 when it was cancelled (or
+ * the slot was free), 1 when the message had already arrived (it is in the buffer), or
+ * MT_EX_SOFTWARE for a slot out of range or holding a send (a send cannot be cancelled:
+ * wait for it). */
+static inline int comm_p2p_cancel(Comm *c, CommP2p *set, int slot)
+{
+    return c->ops->p2p_cancel(c, set, slot);
+}
+/* Whether a message from source (or COMM_ANY_SOURCE) with tag is waiting to be
+ * received, without receiving it or blocking: *found = 1 and *st (peer, tag, count in
+ * elements of t) when one is.  The message found is the one that a receive from
+ * (st->peer, st->tag) gets next, unless a receive posted earlier takes it first.
+ * Returns 0, or MT_EX_SOFTWARE (bad argument). */
+static inline int comm_probe(Comm *c, int source, int tag, CommType t, int *found,
+                             CommStatus *st)
+{
+    return c->ops->probe(c, source, tag, t, 0, found, st);
+}
+/* comm_probe, blocking until such a message is waiting. */
+static inline int comm_probe_wait(Comm *c, int source, int tag, CommType t, CommStatus *st)
+{
+    int found = 0;
+    return c->ops->probe(c, source, tag, t, 1, &found, st);
+}
+/* Blocking conveniences: comm_isend/comm_irecv and a wait, without a set.  comm_send
+ * returns once buf may be reused (the message may still be on its way; it may also wait
+ * until dest posts the matching receive, so two ranks that send to each other post
+ * with comm_isend); comm_recv returns once the message is in buf (*st may be NULL).
+ * Return 0 or MT_EX_SOFTWARE (as comm_isend). */
+static inline int comm_send(Comm *c, const void *buf, size_t count, CommType t, int dest,
+                            int tag)
+{
+    return c->ops->send(c, buf, count, t, dest, tag);
+}
+static inline int comm_recv(Comm *c, void *buf, size_t count, CommType t, int source,
+                            int tag, CommStatus *st)
+{
+    return c->ops->recv(c, buf, count, t, source, tag, st);
+}
 
 /* Bytes of one element of t. */
 size_t comm_type_size(CommType t);

@@ -1,6 +1,7 @@
-/* comm_mpi.h — what src/parallel's MPI code shares: the MPI communicator behind a Comm,
- * CHECK_MPI, and the engine of the deterministic collectives (collectives.c) that the
- * MPI backend (comm.c) runs.  Not for use outside src/parallel. */
+/* comm_mpi.h — what the files of the MPI backend share: the MPI communicator behind a
+ * Comm, CHECK_MPI, the point-to-point entries of the table (comm_mpi_p2p.c) and the
+ * engine of the deterministic collectives (collectives.c) that the backend (comm.c)
+ * runs.  Private to the MPI backend: everything else goes through CommOps (comm.h). */
 #ifndef MPITRAIN_PARALLEL_COMM_MPI_H
 #define MPITRAIN_PARALLEL_COMM_MPI_H
 
@@ -16,14 +17,33 @@
     } while (0)
 void comm_mpi_fail(const char *file, int line, const char *call, int rc) __attribute__((noreturn));
 
-/* The (private, duplicated) MPI communicator of an MPI-backend Comm.
- * Other parallel code (parameter server) may use it for its own tagged point-to-point
- * messages with tags below COLL_TAG_BASE. */
+/* The (private, duplicated) MPI communicator of an MPI-backend Comm. */
 MPI_Comm comm_mpi_comm(const Comm *c);
 MPI_Datatype comm_mpi_type(CommType t);
+/* Drive every deterministic range operation in flight on c one non-blocking round;
+ * returns the number of range operations in flight (0: a caller may block inside MPI
+ * without stalling any). */
+int comm_mpi_drive(Comm *c);
 
-/* Tags at or above this are the deterministic collectives'. */
-#define COLL_TAG_BASE 4096
+/* The point-to-point entries of the MPI table (comm_mpi_p2p.c; contracts in comm.h). */
+int comm_mpi_p2p_create(Comm *c, int n, CommP2p **out);
+void comm_mpi_p2p_destroy(Comm *c, CommP2p *set);
+int comm_mpi_isend(Comm *c, CommP2p *set, int slot, const void *buf, size_t count, CommType t,
+                   int dest, int tag);
+int comm_mpi_irecv(Comm *c, CommP2p *set, int slot, void *buf, size_t count, CommType t,
+                   int source, int tag);
+int comm_mpi_p2p_test(Comm *c, CommP2p *set, int slot, int block, int *done, CommStatus *st);
+int comm_mpi_p2p_testany(Comm *c, CommP2p *set, int block, int *slot, CommStatus *st);
+int comm_mpi_p2p_cancel(Comm *c, CommP2p *set, int slot);
+int comm_mpi_probe(Comm *c, int source, int tag, CommType t, int block, int *found,
+                   CommStatus *st);
+int comm_mpi_send(Comm *c, const void *buf, size_t count, CommType t, int dest, int tag);
+int comm_mpi_recv(Comm *c, void *buf, size_t count, CommType t, int source, int tag,
+                  CommStatus *st);
+
+/* Tags at or above this are the deterministic collectives' (the callers' point-to-point
+ * tags are 0..COMM_TAG_MAX). */
+#define COLL_TAG_BASE (COMM_TAG_MAX + 1)
 #define COLL_TAG_STEPS 64 /* tag = COLL_TAG_BASE + seq * COLL_TAG_STEPS + step */
 #define COLL_MAX_WINDOW 16
 #define COLL_MAX_PHASES 66

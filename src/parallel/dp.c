@@ -1,5 +1,5 @@
 /* dp.c — see dp.h.  Buckets are fixed ranges of the slab, cut downward from its end at
- * multiples of CLIP_BLOCK (so every clip block lies in one bucket and, within a bucket,
+ * multiples of SLAB_BLOCK (so every clip block lies in one bucket and, within a bucket,
  * in one rank's shard).  Layers become ready from the top of the slab down, so the
  * ready part is always [ready_lo, nparams): bucket b can start once ready_lo <= its lo. */
 #include "parallel/dp.h"
@@ -14,13 +14,15 @@
 
 #include "core/common.h"
 #include "core/optim.h"
+#include "core/slab.h"
+#include "core/tree.h"
 #include "parallel/coll.h"
+#include "parallel/shard.h"
 
 #define DP_MAX_INFLIGHT 4
 #define SHM_BLK 2048    /* floats per block of the shared-memory tree sum */
 #define SHM_CTL 4096    /* bytes of a rank's control area at the start of its segment */
 
-/* A rank's control area in its shared segment (written only by that rank). */
 /* This rank's shard of one bucket: its slab start and its optimizer-state offset (the
  * on_sum argument of the bucket's reduction, hence dp). */
 typedef struct {
@@ -28,6 +30,7 @@ typedef struct {
     size_t lo, off;
 } DpShard;
 
+/* A rank's control area in its shared segment (written only by that rank). */
 typedef struct {
     uint64_t ready; /* seq * (nb + 1) + number of buckets whose local gradient is final */
     char pad1[56];
@@ -114,7 +117,7 @@ static void shm_setup(Dp *dp)
     free(bases);
     dp->ctl[comm->rank]->pid = (int64_t)getpid();
     comm_barrier(comm); /* every pid written before anyone waits */
-    dp->P = coll_pow2_floor(N);
+    dp->P = shard_pow2_floor(N);
     dp->E = N - dp->P;
     dp->scr = xcalloc(2 * (size_t)dp->P, sizeof(float *));
     for (int i = 0; i < 2 * dp->P; i++) dp->scr[i] = xaligned(SHM_BLK * sizeof(float));
@@ -134,7 +137,7 @@ static const float *vsum(Dp *dp, int v0, int v1, size_t off, size_t n, int node,
         coll_add_f32(d, dp->g[2 * v0] + off, dp->g[2 * v0 + 1] + off, n);
         return d;
     }
-    int mid = v0 + (v1 - v0) / 2;
+    int mid = tree_mid(v0, v1);
     const float *a = vsum(dp, v0, mid, off, n, 2 * node, NULL);
     const float *b = vsum(dp, mid, v1, off, n, 2 * node + 1, NULL);
     float *d = dst ? dst : dp->scr[node];
@@ -190,7 +193,7 @@ static void shm_reduce(Dp *dp, int block)
             shm_wait(dp, q, &dp->ctl[q]->ready, need);
         }
         size_t lo, hi;
-        coll_shard_range(dp->blo[b], dp->bhi[b], N, me, &lo, &hi);
+        shard_range(dp->blo[b], dp->bhi[b], N, me, &lo, &hi);
         for (size_t off = lo; off < hi; off += SHM_BLK) {
             size_t n = MT_MIN((size_t)SHM_BLK, hi - off);
             vsum(dp, 0, dp->P, off, n, 1, dp->g[me] + off);
@@ -208,13 +211,13 @@ Dp *dp_create(Comm *comm, const DpConf *c)
     dp->c = *c;
     size_t n = c->nparams;
     size_t S = (size_t)(c->bucket_mb * 1024.0 * 1024.0 / sizeof(float));
-    S = MT_MAX((size_t)CLIP_BLOCK, S / CLIP_BLOCK * CLIP_BLOCK);
+    S = MT_MAX((size_t)SLAB_BLOCK, S / SLAB_BLOCK * SLAB_BLOCK);
     int cap = (int)(n / S + 2);
     dp->blo = xcalloc(cap, sizeof(size_t));
     dp->bhi = xcalloc(cap, sizeof(size_t));
     size_t hi = n;
     while (hi > 0) {
-        size_t lo = hi > S ? (hi - S) / CLIP_BLOCK * CLIP_BLOCK : 0;
+        size_t lo = hi > S ? (hi - S) / SLAB_BLOCK * SLAB_BLOCK : 0;
         /* do not leave a sliver of less than half a bucket at the bottom */
         if (lo > 0 && lo < S / 2) lo = 0;
         CHECK(dp->nb < cap);
@@ -234,7 +237,7 @@ Dp *dp_create(Comm *comm, const DpConf *c)
         dp->poff = xcalloc(dp->nb, sizeof(size_t));
         for (int b = dp->nb - 1; b >= 0; b--) { /* ascending offsets */
             size_t lo, hi2;
-            coll_shard_range(dp->blo[b], dp->bhi[b], comm->size, comm->rank, &lo, &hi2);
+            shard_range(dp->blo[b], dp->bhi[b], comm->size, comm->rank, &lo, &hi2);
             if (hi2 <= lo) continue;
             dp->plo[dp->npieces] = lo;
             dp->phi[dp->npieces] = hi2;

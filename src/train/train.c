@@ -5,33 +5,12 @@
  * message, never a hang.  Each iteration of the loop is docs/design.md §4: the data of
  * the step and the agreement on it, one step through the parallel strategy, then the
  * reports, the eval and the checkpoint that fall due. */
-#include <stdlib.h>
 #include <string.h>
 
 #include "core/common.h"
 #include "parallel/signals.h"
 #include "parallel/watchdog.h"
 #include "train/train_impl.h"
-
-/* TEMP-AGREE: replaced by the communicator's comm_agree_flags at merge */
-static int comm_agree_flags(Comm *c, int status, double *flags, int nflags, int *failed)
-{
-    int W = c->size;
-    double *buf = xcalloc((size_t)(nflags + W), sizeof(double));
-    memcpy(buf, flags, nflags * sizeof(double));
-    buf[nflags + c->rank] = status;
-    comm_allreduce(c, buf, (size_t)(nflags + W), COMM_F64);
-    memcpy(flags, buf, nflags * sizeof(double));
-    int code = 0;
-    *failed = -1;
-    for (int r = 0; r < W; r++) {
-        int cc = (int)buf[nflags + r];
-        if (cc && *failed < 0) *failed = r;
-        if (cc > code) code = cc;
-    }
-    free(buf);
-    return code;
-}
 
 /* What the ranks agree on before each step (comm_agree_flags). */
 enum { FLAG_STOP, FLAG_CKPT_TIME, FLAG_DATA, NFLAGS };

@@ -2,8 +2,9 @@
  *
  * test_collectives.c — the deterministic collectives (coll.h) against references computed
  * locally from every rank's inputs: bitwise for COMM_DET (canonical tree, with the fold
- * for N not a power of two), within the stated tolerance for COMM_FAST; the shard
- * layout; N-invariance over micro-batches; non-blocking progress; bad arguments. */
+ * for N not a power of two), within the stated tolerance for COMM_FAST;
+ * N-invariance over micro-batches; non-blocking progress; bad arguments.  The shard
+ * layout itself is tests/unit/test_shard.c. */
 #include <math.h>
 #include <stdlib.h>
 #include <string.h>
@@ -11,9 +12,9 @@
 #include "common/collref.h"
 #include "common/mpitest.h"
 #include "core/common.h"
-#include "core/optim.h"
 #include "parallel/coll.h"
 #include "parallel/comm.h"
+#include "parallel/shard.h"
 
 /* ---- inputs ---- */
 
@@ -91,55 +92,6 @@ static const size_t OFFS[] = {0, 3, 2 * 4096 + 1};
 
 /* ---- tests ---- */
 
-static void test_shard_layout(void **state)
-{
-    (void)state;
-    const size_t los[] = {0, 1, 4095, 4096, 5000};
-    const size_t lens[] = {0, 1, 4095, 4096, 4097, 8192, 5 * 4096 + 7, 40 * 4096, 123457};
-    for (int size = 1; size <= 9; size++)
-        for (size_t a = 0; a < sizeof los / sizeof *los; a++)
-            for (size_t b = 0; b < sizeof lens / sizeof *lens; b++) {
-                size_t lo = los[a], hi = lo + lens[b], prev = lo;
-                int P = pow2_floor(size), E = size - P;
-                size_t minb = SIZE_MAX, maxb = 0;
-                for (int r = 0; r < size; r++) {
-                    size_t s0, s1;
-                    coll_shard_range(lo, hi, size, r, &s0, &s1);
-                    assert_int_equal(s0, prev); /* in rank order, no gap */
-                    assert_true(s1 >= s0 && s1 <= hi);
-                    if (s0 != lo && s0 != hi) assert_int_equal(s0 % CLIP_BLOCK, 0);
-                    if (s1 != lo && s1 != hi) assert_int_equal(s1 % CLIP_BLOCK, 0);
-                    if (r < 2 * E && r % 2) {
-                        assert_int_equal(s0, s1); /* folded away */
-                    } else {
-                        size_t nb = s1 > s0 ? (s1 - 1) / CLIP_BLOCK - s0 / CLIP_BLOCK + 1 : 0;
-                        minb = MT_MIN(minb, nb);
-                        maxb = MT_MAX(maxb, nb);
-                    }
-                    prev = s1;
-                }
-                assert_int_equal(prev, hi);
-                assert_true(maxb - minb <= 1);
-            }
-    /* worked examples */
-    size_t s0, s1;
-    coll_shard_range(0, 3 * 4096 + 5, 2, 0, &s0, &s1);
-    assert_int_equal(s0, 0);
-    assert_int_equal(s1, 8192);
-    coll_shard_range(0, 3 * 4096 + 5, 2, 1, &s0, &s1);
-    assert_int_equal(s0, 8192);
-    assert_int_equal(s1, 3 * 4096 + 5);
-    coll_shard_range(0, 3 * 4096 + 5, 3, 1, &s0, &s1);
-    assert_int_equal(s0, 8192);
-    assert_int_equal(s1, 8192);
-    coll_shard_range(100, 200, 4, 0, &s0, &s1); /* one block: rank 0 gets it all */
-    assert_int_equal(s0, 100);
-    assert_int_equal(s1, 200);
-    coll_shard_range(100, 200, 4, 3, &s0, &s1);
-    assert_int_equal(s0, 200);
-    assert_int_equal(s1, 200);
-}
-
 /* Fill buf[0, hi+PAD) with sentinels outside [lo, hi) and this rank's input inside. */
 static float *input_f32(uint64_t seed, size_t lo, size_t hi, int rank)
 {
@@ -175,7 +127,7 @@ static void check_det_f32(CommKind kind)
                 uint64_t seed = 1000 * ci + 10 * si + oi;
                 float *buf = input_f32(seed, lo, hi, rank);
                 size_t s0, s1;
-                coll_shard_range(lo, hi, N, rank, &s0, &s1);
+                shard_range(lo, hi, N, rank, &s0, &s1);
                 if (kind == COMM_ALLGATHER) /* own shard = its sum; others garbage */
                     for (size_t i = lo; i < hi; i++)
                         buf[i] = i >= s0 && i < s1 ? ref_at(seed, N, i) : NAN;
@@ -260,7 +212,7 @@ static void test_det_f64_i64(void **state)
             for (size_t i = 0; i < n; i++) d[i] = gen_f64(k + 7, rank, i);
             ok &= coll_reduce_scatter(c, COMM_DET, COMM_F64, d, 0, n) == 0;
             size_t s0, s1;
-            coll_shard_range(0, n, N, rank, &s0, &s1);
+            shard_range(0, n, N, rank, &s0, &s1);
             for (size_t i = s0; i < s1; i++) {
                 double p[64];
                 for (int r = 0; r < N; r++) p[r] = gen_f64(k + 7, r, i);
@@ -303,7 +255,7 @@ static void test_microbatch_invariance(void **state)
             else
                 ok &= coll_reduce_scatter(c, COMM_DET, COMM_F32, g, 0, n) == 0;
             size_t s0 = 0, s1 = n;
-            if (kind == 1) coll_shard_range(0, n, N, rank, &s0, &s1);
+            if (kind == 1) shard_range(0, n, N, rank, &s0, &s1);
             for (size_t i = s0; i < s1; i++) {
                 float leaf[M];
                 for (int m = 0; m < M; m++) leaf[m] = gen_f32(42, m, i);
@@ -365,7 +317,7 @@ static void test_fast_within_tolerance(void **state)
     buf = input_f32(78, lo, hi, rank);
     ok &= coll_reduce_scatter(c, COMM_FAST, COMM_F32, buf, lo, hi) == 0;
     size_t s0, s1;
-    coll_shard_range(lo, hi, N, rank, &s0, &s1);
+    shard_range(lo, hi, N, rank, &s0, &s1);
     for (size_t i = s0; i < s1; i++) {
         double mag = 0;
         for (int r = 0; r < N; r++) mag += fabs(gen_f32(78, r, i));
@@ -422,7 +374,7 @@ static void test_nonblocking_progress(void **state)
     }
     ok &= coll_wait(c, &ra) == 0; /* NULL: no-op */
     size_t s0, s1;
-    coll_shard_range(0, n, N, rank, &s0, &s1);
+    shard_range(0, n, N, rank, &s0, &s1);
     for (size_t i = 0; i < n; i++) {
         ok &= bits_f32(a[i]) == bits_f32(ref_at(301, N, i));
         if (i >= s0 && i < s1) ok &= bits_f32(b[i]) == bits_f32(ref_at(302, N, i));
@@ -492,7 +444,6 @@ int main(int argc, char **argv)
 {
     mpitest_init(&argc, &argv);
     const struct CMUnitTest tests[] = {
-        cmocka_unit_test(test_shard_layout),
         cmocka_unit_test(test_det_allreduce_f32),
         cmocka_unit_test(test_det_reduce_scatter_f32),
         cmocka_unit_test(test_det_allgather_f32),

@@ -17,6 +17,7 @@
 #include "core/exec.h"
 #include "core/gemm.h"
 #include "core/rng.h"
+#include "core/tree.h"
 
 static float *randv(size_t n, uint64_t salt)
 {
@@ -110,7 +111,7 @@ static void tree_ref(float **v, int lo, int hi, size_t n, float *dst)
         memcpy(dst, v[lo], n * sizeof(float));
         return;
     }
-    int mid = exec_tree_mid(lo, hi);
+    int mid = tree_mid(lo, hi);
     float *l = xaligned(n * sizeof(float)), *r = xaligned(n * sizeof(float));
     tree_ref(v, lo, mid, n, l);
     tree_ref(v, mid, hi, n, r);
