@@ -25,6 +25,7 @@
 #ifndef MPITRAIN_CORE_EXEC_H
 #define MPITRAIN_CORE_EXEC_H
 
+#include "core/device.h"
 #include "core/model.h"
 #include "core/tree.h"
 
@@ -35,19 +36,50 @@ typedef struct Exec Exec;
 typedef void (*ExecReadyFn)(void *arg, size_t lo, size_t hi);
 /* Called on the driver thread between its layer computations (may be NULL). */
 typedef void (*ExecPollFn)(void *arg);
+/* fn(arg, lo, hi) on a part [lo, hi) of a range (exec_parallel_range, chunk hooks). */
+typedef void (*ExecRangeFn)(void *arg, size_t lo, size_t hi);
 
 typedef struct {
     int threads;   /* worker threads including the caller (>= 1) */
     int mb_rows;   /* rows per micro-batch (B / M) */
     int nmb;       /* micro-batches of this rank per step (M / N) */
     int per_mb;    /* 1: always the per-micro-batch path (tests compare the two paths) */
+    Device *dev;   /* where activations and gradients live, which selects the executor
+                      (NULL: the host, "cpu"); borrowed, must outlive the Exec */
 } ExecConf;
+
+/* An executor backend: the functions below, as one table.  "cpu" (exec_cpu.c, a thread
+ * pool over host memory) is the only one today; a backend is chosen by the name of the
+ * device in ExecConf.dev (exec.c's registry).  Each handle starts with an ExecBase. */
+typedef struct ExecOps {
+    const char *name; /* the device it runs on: "cpu" */
+    Exec *(*create)(const Model *m, const ExecConf *c, Device *dev);
+    void (*destroy)(Exec *e);
+    void (*train)(Exec *e, const float *params, const float *x, const int32_t *y,
+                  uint64_t seed, uint64_t step, int mb0, float grad_scale, float *grads,
+                  double *mb_loss, int64_t *correct, ExecReadyFn ready, ExecPollFn poll,
+                  void *arg);
+    void (*eval)(Exec *e, const float *params, const float *x, const int32_t *y, int n,
+                 int chunk_rows, double *chunk_loss, int64_t *chunk_correct);
+    void (*parallel_range)(Exec *e, size_t n, ExecRangeFn fn, void *arg);
+    void (*set_chunk_hook)(Exec *e, ExecRangeFn fn, void *arg);
+    int (*pairs)(const Exec *e);
+    int (*layerwise)(const Exec *e);
+} ExecOps;
+
+typedef struct {
+    const ExecOps *ops;
+} ExecBase;
+
+static inline const ExecOps *exec_ops(const Exec *e) { return ((const ExecBase *)(const void *)e)->ops; }
+
+extern const ExecOps exec_cpu_ops; /* exec_cpu.c */
 
 /* Allocate per-thread activation buffers and per-micro-batch gradient buffers; start
  * threads-1 worker threads.  Never fails (allocation
  * failure aborts with the size). The model must outlive the Exec. */
 Exec *exec_create(const Model *m, const ExecConf *c);
-void exec_destroy(Exec *e);
+static inline void exec_destroy(Exec *e) { if (e) exec_ops(e)->destroy(e); }
 
 /* One training step of the local micro-batches.
  *   x (nmb*mb_rows, in_dim), y (nmb*mb_rows): the rank's rows, micro-batch k at rows
@@ -56,37 +88,49 @@ void exec_destroy(Exec *e);
  * Writes: grads[every parameter range] = tree sum of the micro-batch gradients (the
  * padding between arrays is left as is); mb_loss[k] = loss sum of local micro-batch k;
  * *correct = correctly classified rows (argmax). */
-void exec_train(Exec *e, const float *params, const float *x, const int32_t *y,
-                uint64_t seed, uint64_t step, int mb0, float grad_scale, float *grads,
-                double *mb_loss, int64_t *correct, ExecReadyFn ready, ExecPollFn poll,
-                void *arg);
+static inline void exec_train(Exec *e, const float *params, const float *x, const int32_t *y,
+                              uint64_t seed, uint64_t step, int mb0, float grad_scale,
+                              float *grads, double *mb_loss, int64_t *correct, ExecReadyFn ready,
+                              ExecPollFn poll, void *arg)
+{
+    exec_ops(e)->train(e, params, x, y, seed, step, mb0, grad_scale, grads, mb_loss, correct,
+                       ready, poll, arg);
+}
 
 /* Forward only (eval, no dropout) of n rows in chunks of chunk_rows (the last chunk
  * may be shorter), chunks spread over the threads.  chunk_loss[j] = loss sum of chunk j,
  * chunk_correct[j] its correct count.  Chunks are independent units, so the bits do
  * not depend on the thread count. */
-void exec_eval(Exec *e, const float *params, const float *x, const int32_t *y, int n,
-               int chunk_rows, double *chunk_loss, int64_t *chunk_correct);
+static inline void exec_eval(Exec *e, const float *params, const float *x, const int32_t *y,
+                             int n, int chunk_rows, double *chunk_loss, int64_t *chunk_correct)
+{
+    exec_ops(e)->eval(e, params, x, y, n, chunk_rows, chunk_loss, chunk_correct);
+}
 
 /* Run fn(arg, lo, hi) over [0, n) split in contiguous parts across the executor's
  * threads (the caller is one of them); returns when all parts are done.  For
  * element-wise passes (the optimizer), whose bits do not depend on the split. */
-typedef void (*ExecRangeFn)(void *arg, size_t lo, size_t hi);
-void exec_parallel_range(Exec *e, size_t n, ExecRangeFn fn, void *arg);
+static inline void exec_parallel_range(Exec *e, size_t n, ExecRangeFn fn, void *arg)
+{
+    exec_ops(e)->parallel_range(e, n, fn, arg);
+}
 
 /* Optional: fn(arg, lo, hi) is called once for every chunk [lo, hi) of the slab as soon
  * as the rank's summed gradient of that chunk is final in grads (from whichever worker
  * thread finished it, while other threads may still compute).  The chunks of a step
  * tile [0, nparams).  Used to fuse the optimizer into the last pass over the gradients
  * when nothing else must see them first (one rank, no clipping).  NULL turns it off. */
-void exec_set_chunk_hook(Exec *e, ExecRangeFn fn, void *arg);
+static inline void exec_set_chunk_hook(Exec *e, ExecRangeFn fn, void *arg)
+{
+    exec_ops(e)->set_chunk_hook(e, fn, arg);
+}
 
 /* 1 when the executor accumulates micro-batch pairs (see exec.c): micro-batches 2u and
  * 2u+1 share one gradient slab, the second's product added element by element as it is
  * finished (gemm.h: the bits of a separate product plus an addition), which saves a
  * pass over the slab per pair.  Needs a power-of-two count of micro-batches and at
  * least one pair per thread; otherwise every micro-batch has its own slab. */
-int exec_pairs(const Exec *e);
+static inline int exec_pairs(const Exec *e) { return exec_ops(e)->pairs(e); }
 
 /* 1 when training steps take the layer-wise path: a model of dense layers only (with
  * fused activations).  All rows of the step pass through a layer at once, split across
@@ -94,7 +138,7 @@ int exec_pairs(const Exec *e);
  * (gemm.h: no element depends on how the work is cut; sums over samples keep the
  * micro-batches and the tree).  Models with dropout or standalone activations run one
  * micro-batch per thread at a time. */
-int exec_layerwise(const Exec *e);
+static inline int exec_layerwise(const Exec *e) { return exec_ops(e)->layerwise(e); }
 
 /* Tree sum of doubles v[lo, hi) along the canonical tree of core/tree.h (losses, norms,
  * eval metrics). */

@@ -374,10 +374,5 @@ static inline int comm_recv(Comm *c, void *buf, size_t count, CommType t, int so
 /* Bytes of one element of t. */
 size_t comm_type_size(CommType t);
 
-/* `mpitrain bench allreduce|p2p [--min 4K] [--max 256M] [--iters N] [--csv FILE]`
- * (argv[0] = "bench", argv[1] = the subcommand).  Run under mpirun; rank 0 prints a
- * table and writes the CSV (size_bytes,impl,nranks,time_us,algbw_GBps,busbw_GBps).
- * Returns an exit code (MT_EX_USAGE for a bad command line). */
-int bench_comm_main(int argc, char **argv);
 
 #endif

@@ -46,7 +46,7 @@ static int eval_run(Trainer *t, const char *target, const char *data, int thread
     t->params = device_alloc(t->dev, t->model.nparams * sizeof(float));
     st = ckpt_read(path, &t->model, NULL, t->params, NULL, NULL);
     if (st) return st;
-    ExecConf ec = {.threads = threads, .mb_rows = EVAL_CHUNK, .nmb = 1};
+    ExecConf ec = {.threads = threads, .mb_rows = EVAL_CHUNK, .nmb = 1, .dev = t->dev};
     t->exec = exec_create(&t->model, &ec);
     double loss, acc;
     st = trainer_evaluate(t, t->test_ds, &loss, &acc);

@@ -230,7 +230,7 @@ int train_setup_run(Trainer *t, int resumed)
     const char *ex = getenv("MPITRAIN_EXEC");
     ExecConf ec = {.threads = t->threads, .mb_rows = t->mb_rows,
                    .nmb = t->split.mb_hi - t->split.mb_lo,
-                   .per_mb = ex && !strcmp(ex, "per-mb")};
+                   .per_mb = ex && !strcmp(ex, "per-mb"), .dev = t->dev};
     t->exec = exec_create(&t->model, &ec);
     LoaderConf lc = {
         .seed = (uint64_t)c->train_seed,
