@@ -63,25 +63,14 @@ int train_eval(const char *target, const char *data, int threads)
 {
     static Trainer T;
     Trainer *t = &T;
-    memset(t, 0, sizeof *t);
-    int st = comm_create(&t->comm, NULL);
-    if (st) { log_error("%s", err_msg()); return st; }
-    t->rank = t->comm->rank;
-    t->world = t->comm->size;
+    int st = train_start(t);
+    if (st) return st;
     if (threads <= 0) threads = MT_MAX(1, cpu_cores_online() / MT_MAX(1, t->comm->local_size));
     st = device_create("cpu", t->comm->local_rank, &t->dev);
     if (!st) st = eval_run(t, target, data, threads);
     int failed = -1;
     int code = comm_agree(t->comm, st, &failed);
     if (code && failed == t->rank) log_error("%s", err_msg());
-    exec_destroy(t->exec);
-    if (t->test_ds) dataset_close(t->test_ds);
-    if (t->dev) device_free(t->dev, t->params);
-    device_destroy(t->dev);
-    free(t->eval_x);
-    free(t->eval_y);
-    free(t->eval_buf);
-    if (t->model.layers) model_free(&t->model);
-    comm_destroy(t->comm);
+    train_teardown(t);
     return code;
 }

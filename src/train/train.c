@@ -102,11 +102,8 @@ int train_run(const TrainOptions *o)
 {
     static Trainer T;
     Trainer *t = &T;
-    memset(t, 0, sizeof *t);
-    int st = comm_create(&t->comm, NULL);
-    if (st) { log_error("%s", err_msg()); return st; }
-    t->rank = t->comm->rank;
-    t->world = t->comm->size;
+    int st = train_start(t);
+    if (st) return st;
     signals_install();
 
     int resumed = 0;
@@ -130,6 +127,5 @@ int train_run(const TrainOptions *o)
     }
 out:
     train_teardown(t);
-    comm_destroy(t->comm);
     return st;
 }

@@ -83,12 +83,17 @@ typedef struct {
  * and the phase.  Returns the agreed code (0 when every rank succeeded).  train_setup.c */
 int train_agree(Trainer *t, int st, const char *phase);
 
+/* Zero *t, create the communicator (initialises MPI), set rank and world.  Returns 0 or
+ * the error code (printed).  train_setup.c */
+int train_start(Trainer *t);
+
 /* train_setup.c: every phase ends in train_agree, so an error on one rank takes all
  * ranks out together.  Each returns the agreed code. */
 int train_setup_config(Trainer *t, const TrainOptions *o);  /* config, optimizer, split */
 int train_setup_model(Trainer *t);   /* data, model, strategy, slabs (not the values) */
 int train_setup_run(Trainer *t, int resumed);  /* run directory, metrics, trace, executor, loader */
-/* Free everything the Trainer owns (any phase may have failed). */
+/* Free everything the Trainer owns, the communicator last (any phase, train_start
+ * included, may have failed). */
 void train_teardown(Trainer *t);
 
 /* train_ckpt.c.  Resume per --resume (none | auto | PATH): *resumed = 1 when the

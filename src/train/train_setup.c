@@ -20,6 +20,19 @@ int train_agree(Trainer *t, int st, const char *phase)
     return code;
 }
 
+int train_start(Trainer *t)
+{
+    memset(t, 0, sizeof *t);
+    int st = comm_create(&t->comm, NULL);
+    if (st) {
+        log_error("%s", err_msg());
+        return st;
+    }
+    t->rank = t->comm->rank;
+    t->world = t->comm->size;
+    return 0;
+}
+
 /* dst = a + b (truncated to n - 1 bytes; paths here are far shorter). */
 static void path_cat(char *dst, size_t n, const char *a, const char *b)
 {
@@ -274,4 +287,6 @@ void train_teardown(Trainer *t)
     free(t->config_text);
     if (t->model.layers) model_free(&t->model);
     device_destroy(t->dev);
+    comm_destroy(t->comm);
+    memset(t, 0, sizeof *t);
 }
