@@ -1,6 +1,6 @@
 /* config.c — see config.h.
  *
- * One static table (KEYS) describes every key of Config: section, name, type, field,
+ * One static table (config_keys) describes every key of Config: section, name, type, field,
  * bounds or allowed values, default (as text, parsed by the same code as a file value)
  * and a one-line help.  Loading, --set, writing, printing help and defaults all walk it.
  *
@@ -13,6 +13,7 @@
  *     and may be "quoted" (with \" and \\) to hold ';' or '#' or leading blanks.
  * inih still decides what is a section, a key line, a comment or a garbled line. */
 #include "io/config.h"
+#include "io/config_impl.h"
 
 #include "core/common.h"
 
@@ -28,152 +29,9 @@
 #include <string.h>
 #include <strings.h>
 
-typedef enum { KT_INT, KT_INT64, KT_DOUBLE, KT_BOOL, KT_STRING, KT_ENUM } KeyType;
-
-typedef struct {
-    const char *section;
-    const char *key;
-    KeyType type;
-    size_t off;        /* offsetof(Config, field) */
-    size_t size;       /* sizeof the field (strings: buffer size incl. NUL) */
-    int64_t imin, imax; /* KT_INT, KT_INT64: closed bounds; KT_STRING: imin = min length */
-    double dmin, dmax; /* KT_DOUBLE bounds */
-    int dmin_open, dmax_open; /* KT_DOUBLE: 1 if the bound itself is excluded */
-    const char *allowed; /* KT_ENUM: "a|b|c" (first match is stored as written here) */
-    const char *def;   /* default, as text */
-    const char *help;
-} KeyDesc;
-
-#define FIELD(f) .off = offsetof(Config, f), .size = sizeof(((Config *)0)->f)
-#define K_INT(sec, name, f, lo, hi, d, h) \
-    { sec, name, KT_INT, FIELD(f), .imin = (lo), .imax = (hi), .def = d, .help = h }
-#define K_I64(sec, name, f, lo, hi, d, h) \
-    { sec, name, KT_INT64, FIELD(f), .imin = (lo), .imax = (hi), .def = d, .help = h }
-#define K_DBL(sec, name, f, lo_open, lo, hi, hi_open, d, h) \
-    { sec, name, KT_DOUBLE, FIELD(f), .dmin = (lo), .dmax = (hi), .dmin_open = (lo_open), \
-      .dmax_open = (hi_open), .def = d, .help = h }
-#define K_BOOL(sec, name, f, d, h) { sec, name, KT_BOOL, FIELD(f), .def = d, .help = h }
-#define K_STR(sec, name, f, minlen, d, h) \
-    { sec, name, KT_STRING, FIELD(f), .imin = (minlen), .def = d, .help = h }
-#define K_ENUM(sec, name, f, allowed_, d, h) \
-    { sec, name, KT_ENUM, FIELD(f), .allowed = allowed_, .def = d, .help = h }
-
-#define BIG ((int64_t)1000000000000000) /* 1e15: "no practical limit" for counts */
-#define OPEN 1
-#define CLOSED 0
-
-static const KeyDesc KEYS[] = {
-    K_STR("model", "layers", model_layers, 1, "dense:512 relu dense:512 relu dense:10",
-          "layer list: dense:N, relu|gelu|tanh, dropout:P; the last dense is the classes"),
-    K_ENUM("model", "init", model_init, "he|xavier", "he",
-           "weight init: he (normal, std sqrt(2/fan_in)) or xavier (uniform)"),
-    K_INT("model", "input", model_input, 0, 16777216, "0",
-          "features per input sample; 0 = take it from the dataset"),
-
-    K_STR("data", "train", data_train, 1, "data/fmnist/train", "training dataset directory"),
-    K_STR("data", "test", data_test, 0, "data/fmnist/test",
-          "evaluation dataset directory (empty = no evaluation)"),
-    K_INT("data", "cache_mb", data_cache_mb, 0, 1048576, "1024",
-          "cache whole shards in memory up to this many MB per rank"),
-    K_INT("data", "prefetch", data_prefetch, 1, 64, "4",
-          "batches prepared ahead by the prefetch thread"),
-    K_BOOL("data", "shuffle", data_shuffle, "true",
-           "shuffle the sample order every epoch (order = f(seed, epoch))"),
-
-    K_INT("train", "epochs", train_epochs, 0, 1000000, "10", "epochs to train (if steps = 0)"),
-    K_I64("train", "steps", train_steps, 0, BIG, "0",
-          "total optimizer steps; 0 = epochs * steps per epoch"),
-    K_INT("train", "batch", train_batch, 1, 1048576, "128", "global batch size B (all ranks)"),
-    K_INT("train", "micro_batches", train_micro_batches, 1, 65536, "4",
-          "micro-batches M per global batch; the rank count must divide it"),
-    K_INT("train", "threads", train_threads, 0, 1024, "0",
-          "compute threads per rank; 0 = cores / ranks on the node"),
-    K_I64("train", "seed", train_seed, 0, INT64_MAX, "42",
-          "seed for init, shuffling and dropout"),
-    K_INT("train", "eval_every", train_eval_every, 0, INT_MAX, "0",
-          "steps between evaluations; 0 = at the end of every epoch"),
-    K_INT("train", "log_every", train_log_every, 1, INT_MAX, "50",
-          "steps between train lines in metrics.jsonl and the log"),
-
-    K_ENUM("optim", "name", optim_name, "sgd|adamw", "sgd", "optimizer"),
-    K_DBL("optim", "lr", optim_lr, OPEN, 0, 10, CLOSED, "0.05", "base learning rate"),
-    K_DBL("optim", "momentum", optim_momentum, CLOSED, 0, 1, OPEN, "0.9",
-          "sgd momentum; 0 = plain sgd"),
-    K_BOOL("optim", "nesterov", optim_nesterov, "false", "sgd: Nesterov momentum"),
-    K_DBL("optim", "beta1", optim_beta1, CLOSED, 0, 1, OPEN, "0.9", "adamw: first-moment decay"),
-    K_DBL("optim", "beta2", optim_beta2, CLOSED, 0, 1, OPEN, "0.999",
-          "adamw: second-moment decay"),
-    K_DBL("optim", "eps", optim_eps, OPEN, 0, 1, CLOSED, "1e-8", "adamw: denominator epsilon"),
-    K_DBL("optim", "weight_decay", optim_weight_decay, CLOSED, 0, 1, CLOSED, "0",
-          "decoupled weight decay (p -= lr * wd * p), both optimizers"),
-    K_ENUM("optim", "schedule", optim_schedule, "constant|step|cosine", "constant",
-           "learning-rate schedule after warmup"),
-    K_I64("optim", "warmup_steps", optim_warmup_steps, 0, BIG, "0",
-          "linear warmup steps (all schedules)"),
-    K_I64("optim", "step_size", optim_step_size, 1, BIG, "1000",
-          "step schedule: multiply lr by gamma every step_size steps"),
-    K_DBL("optim", "gamma", optim_gamma, OPEN, 0, 1, CLOSED, "0.1", "step schedule: factor"),
-    K_DBL("optim", "min_lr", optim_min_lr, CLOSED, 0, 10, CLOSED, "0",
-          "cosine schedule: lr reached at the last step"),
-    K_DBL("optim", "clip_norm", optim_clip_norm, CLOSED, 0, 1e9, CLOSED, "0",
-          "clip the global gradient norm to this; 0 = no clipping"),
-
-    K_ENUM("parallel", "mode", parallel_mode, "allreduce|ps", "allreduce",
-           "data parallel: allreduce, or ps (parameter servers)"),
-    K_ENUM("parallel", "reduce", parallel_reduce, "deterministic|fast", "deterministic",
-           "deterministic = same bits for any rank count; fast = library allreduce"),
-    K_DBL("parallel", "bucket_mb", parallel_bucket_mb, OPEN, 0, 4096, CLOSED, "4",
-          "gradient bucket size for overlapping communication with backward"),
-    K_INT("parallel", "zero", parallel_zero, 0, 1, "0",
-          "1 = ZeRO-1: shard optimizer state across ranks (allreduce mode)"),
-    K_ENUM("parallel", "shm", parallel_shm, "auto|true|false", "auto",
-           "deterministic reduce, every rank on one node: reduce through node-shared memory "
-           "(one parameter slab per node, optimizer sharded and fused, same bits); auto = "
-           "when 3 or more ranks share the node"),
-    K_INT("parallel", "servers", parallel_servers, 1, 65536, "1",
-          "ps mode: ranks [0, servers) are parameter servers"),
-    K_ENUM("parallel", "consistency", parallel_consistency, "sync|async|ssp", "sync",
-           "ps mode: sync (= allreduce bits), async, or ssp (bounded staleness)"),
-    K_INT("parallel", "staleness", parallel_staleness, 0, 1000000, "2",
-          "ssp: steps a worker may run ahead of the slowest"),
-
-    K_STR("checkpoint", "dir", ckpt_dir, 0, "", "checkpoint directory; empty = <run dir>/checkpoints"),
-    K_I64("checkpoint", "every_steps", ckpt_every_steps, 0, BIG, "0",
-          "checkpoint every this many steps; 0 = off"),
-    K_DBL("checkpoint", "every_minutes", ckpt_every_minutes, CLOSED, 0, 1e6, CLOSED, "0",
-          "checkpoint every this many minutes; 0 = off"),
-    K_INT("checkpoint", "keep", ckpt_keep, 1, 1000000, "3", "complete checkpoints kept"),
-    K_BOOL("checkpoint", "async", ckpt_async, "false",
-           "write checkpoints from a snapshot in the background"),
-
-    K_STR("run", "name", run_name, 1, "default", "run name; the run directory is runs/<name>"),
-    K_STR("run", "dir", run_dir, 0, "", "run directory; empty = runs/<name>"),
-    K_DBL("run", "step_timeout_s", run_step_timeout_s, CLOSED, 0, 1e7, CLOSED, "300",
-          "abort the job if one step takes longer; 0 = off"),
-    K_BOOL("run", "trace", run_trace, "false", "write trace.json (Chrome trace format)"),
-    K_ENUM("run", "progress", run_progress, "auto|tty|plain|off", "auto",
-           "progress display on stderr: auto (tty if stderr is a terminal), tty, plain, off"),
-};
-#define NKEYS ((int)(sizeof KEYS / sizeof KEYS[0]))
-
 static const char *const SECTIONS[] = {"model", "data", "train", "optim",
                                        "parallel", "checkpoint", "run"};
 #define NSECTIONS ((int)(sizeof SECTIONS / sizeof SECTIONS[0]))
-
-static const char *type_name(const KeyDesc *k)
-{
-    switch (k->type) {
-    case KT_INT:
-    case KT_INT64: return "int";
-    case KT_DOUBLE: return "float";
-    case KT_BOOL: return "bool";
-    case KT_STRING: return "string";
-    case KT_ENUM: return "enum";
-    }
-    return "?";
-}
-
-/* ---------------------------------------------------------------- small helpers */
 
 static int is_section(const char *s)
 {
@@ -184,8 +42,8 @@ static int is_section(const char *s)
 
 static int find_key(const char *section, const char *key)
 {
-    for (int i = 0; i < NKEYS; i++)
-        if (strcmp(KEYS[i].section, section) == 0 && strcmp(KEYS[i].key, key) == 0) return i;
+    for (int i = 0; i < config_nkeys; i++)
+        if (strcmp(config_keys[i].section, section) == 0 && strcmp(config_keys[i].key, key) == 0) return i;
     return -1;
 }
 
@@ -212,65 +70,6 @@ static int edit_distance(const char *a, const char *b)
     return row[lb];
 }
 
-/* Append printf text to buf[n] at *len (truncating silently). */
-__attribute__((format(printf, 4, 5)))
-static void appendf(char *buf, size_t n, size_t *len, const char *fmt, ...)
-{
-    if (*len >= n) return;
-    va_list ap;
-    va_start(ap, fmt);
-    int w = vsnprintf(buf + *len, n - *len, fmt, ap);
-    va_end(ap);
-    if (w > 0) *len = MT_MIN(n - 1, *len + (size_t)w);
-}
-
-/* The shortest text that reads back as the same double: whole numbers below 1e15
- * without an exponent (300, not 3e+02). */
-static void format_double(double v, char *buf, size_t n)
-{
-    if (v == floor(v) && fabs(v) < 1e15) {
-        snprintf(buf, n, "%.0f", v);
-        return;
-    }
-    for (int prec = 1; prec <= 17; prec++) {
-        snprintf(buf, n, "%.*g", prec, v);
-        if (strtod(buf, NULL) == v) return;
-    }
-}
-
-/* "[0, 1)", "(0, 10]", "[1, 1048576]", or "one of: a, b" into buf. */
-static void describe_allowed(const KeyDesc *k, char *buf, size_t n)
-{
-    size_t len = 0;
-    buf[0] = 0;
-    switch (k->type) {
-    case KT_INT:
-    case KT_INT64:
-        appendf(buf, n, &len, "[%" PRId64 ", %" PRId64 "]", k->imin, k->imax);
-        break;
-    case KT_DOUBLE: {
-        char lo[32], hi[32];
-        format_double(k->dmin, lo, sizeof lo);
-        format_double(k->dmax, hi, sizeof hi);
-        appendf(buf, n, &len, "%c%s, %s%c", k->dmin_open ? '(' : '[', lo, hi,
-                k->dmax_open ? ')' : ']');
-        break;
-    }
-    case KT_BOOL: appendf(buf, n, &len, "true|false"); break;
-    case KT_STRING:
-        appendf(buf, n, &len, "%s%zu characters", k->imin > 0 ? "1.." : "0..", k->size - 1);
-        break;
-    case KT_ENUM:
-        for (const char *p = k->allowed; *p;) {
-            int l = (int)strcspn(p, "|");
-            appendf(buf, n, &len, "%s%.*s", p == k->allowed ? "" : ", ", l, p);
-            p += l;
-            if (*p == '|') p++;
-        }
-        break;
-    }
-}
-
 /* A value for messages: as is, or cut to 60 characters. */
 static void show_value(const char *v, char *buf, size_t n)
 {
@@ -290,7 +89,7 @@ static int parse_value(const KeyDesc *k, Config *c, const char *text, char *why,
 {
     char *field = (char *)c + k->off;
     char allowed[256];
-    describe_allowed(k, allowed, sizeof allowed);
+    config_describe_allowed(k, allowed, sizeof allowed);
     switch (k->type) {
     case KT_INT:
     case KT_INT64: {
@@ -385,38 +184,6 @@ static int parse_value(const KeyDesc *k, Config *c, const char *text, char *why,
     return -1;
 }
 
-/* Format a field's current value as INI text (strings quoted and escaped if `quote`). */
-static void format_value(const KeyDesc *k, const Config *c, int quote, char *buf, size_t n)
-{
-    const char *field = (const char *)c + k->off;
-    size_t len = 0;
-    buf[0] = 0;
-    switch (k->type) {
-    case KT_INT: appendf(buf, n, &len, "%d", *(const int *)field); break;
-    case KT_INT64: appendf(buf, n, &len, "%" PRId64, *(const int64_t *)field); break;
-    case KT_DOUBLE: {
-        char tmp[64];
-        format_double(*(const double *)field, tmp, sizeof tmp);
-        appendf(buf, n, &len, "%s", tmp);
-        break;
-    }
-    case KT_BOOL: appendf(buf, n, &len, "%s", *(const int *)field ? "true" : "false"); break;
-    case KT_ENUM: appendf(buf, n, &len, "%s", field); break;
-    case KT_STRING:
-        if (!quote) {
-            appendf(buf, n, &len, "%s", field);
-            break;
-        }
-        appendf(buf, n, &len, "\"");
-        for (const char *p = field; *p; p++) {
-            if (*p == '"' || *p == '\\') appendf(buf, n, &len, "\\%c", *p);
-            else appendf(buf, n, &len, "%c", *p);
-        }
-        appendf(buf, n, &len, "\"");
-        break;
-    }
-}
-
 /* ---------------------------------------------------------------- INI parsing */
 
 typedef struct {
@@ -426,7 +193,7 @@ typedef struct {
     int lineno;          /* line last handed to inih (1-based) */
     char *raw;           /* that line, leading blanks and newline stripped (owned) */
     size_t raw_cap;
-    int seen_line[sizeof KEYS / sizeof KEYS[0]]; /* line where each key was set; 0 = not yet */
+    int seen_line[CONFIG_MAX_KEYS]; /* line where each key was set; 0 = not yet */
     Config *cfg;
     int err;             /* first error recorded (0 = none) */
     int err_line;
@@ -451,16 +218,16 @@ static void list_sections(char *buf, size_t n)
 {
     size_t len = 0;
     buf[0] = 0;
-    for (int i = 0; i < NSECTIONS; i++) appendf(buf, n, &len, "%s[%s]", i ? " " : "", SECTIONS[i]);
+    for (int i = 0; i < NSECTIONS; i++) config_appendf(buf, n, &len, "%s[%s]", i ? " " : "", SECTIONS[i]);
 }
 
 static void list_keys(const char *section, char *buf, size_t n)
 {
     size_t len = 0;
     buf[0] = 0;
-    for (int i = 0; i < NKEYS; i++)
-        if (strcmp(KEYS[i].section, section) == 0)
-            appendf(buf, n, &len, "%s%s", len ? ", " : "", KEYS[i].key);
+    for (int i = 0; i < config_nkeys; i++)
+        if (strcmp(config_keys[i].section, section) == 0)
+            config_appendf(buf, n, &len, "%s%s", len ? ", " : "", config_keys[i].key);
 }
 
 /* "unknown section" text (no prefix). */
@@ -482,14 +249,14 @@ static void unknown_section_msg(const char *section, char *buf, size_t n)
 static void unknown_key_msg(const char *section, const char *key, char *buf, size_t n)
 {
     int best = -1, bestd = 1000;
-    for (int i = 0; i < NKEYS; i++) {
-        int d = 2 * edit_distance(key, KEYS[i].key) + (strcmp(KEYS[i].section, section) != 0);
+    for (int i = 0; i < config_nkeys; i++) {
+        int d = 2 * edit_distance(key, config_keys[i].key) + (strcmp(config_keys[i].section, section) != 0);
         if (d < bestd) { bestd = d; best = i; }
     }
     char keys[512], sugg[128];
     list_keys(section, keys, sizeof keys);
-    if (strcmp(KEYS[best].section, section) == 0) snprintf(sugg, sizeof sugg, "'%s'", KEYS[best].key);
-    else snprintf(sugg, sizeof sugg, "[%s] %s", KEYS[best].section, KEYS[best].key);
+    if (strcmp(config_keys[best].section, section) == 0) snprintf(sugg, sizeof sugg, "'%s'", config_keys[best].key);
+    else snprintf(sugg, sizeof sugg, "[%s] %s", config_keys[best].section, config_keys[best].key);
     snprintf(buf, n, "unknown key; did you mean %s? ([%s] keys: %s)", sugg, section, keys);
 }
 
@@ -645,7 +412,7 @@ static int ctx_handler(void *user, const char *section, const char *name, const 
         return 0;
     }
     char why[512], shown[80];
-    if (parse_value(&KEYS[ki], x->cfg, v, why, sizeof why) != 0) {
+    if (parse_value(&config_keys[ki], x->cfg, v, why, sizeof why) != 0) {
         show_value(v, shown, sizeof shown);
         free(v);
         return ctx_error(x, line, "[%s] %s = %s: %s", section, name, shown, why);
@@ -701,20 +468,21 @@ static void check_table_covers_struct(void)
 {
     static int checked;
     if (checked) return;
+    CHECK(config_nkeys <= CONFIG_MAX_KEYS);
     size_t end = 0; /* end of the fields seen, in offset order */
     for (;;) {
         int next = -1;
-        for (int i = 0; i < NKEYS; i++)
-            if (KEYS[i].off >= end && (next < 0 || KEYS[i].off < KEYS[next].off)) next = i;
+        for (int i = 0; i < config_nkeys; i++)
+            if (config_keys[i].off >= end && (next < 0 || config_keys[i].off < config_keys[next].off)) next = i;
         size_t align = next < 0 ? _Alignof(Config)
-                     : KEYS[next].type == KT_STRING || KEYS[next].type == KT_ENUM ? 1
-                     : KEYS[next].size;
-        size_t to = next < 0 ? sizeof(Config) : KEYS[next].off;
+                     : config_keys[next].type == KT_STRING || config_keys[next].type == KT_ENUM ? 1
+                     : config_keys[next].size;
+        size_t to = next < 0 ? sizeof(Config) : config_keys[next].off;
         if (to - end >= align)
             fatal(MT_EX_SOFTWARE, "config.c: bytes [%zu, %zu) of Config belong to no key of the "
-                  "table: add the new field's key to KEYS", end, to);
+                  "table: add the new field's key to config_keys", end, to);
         if (next < 0) break;
-        end = KEYS[next].off + KEYS[next].size;
+        end = config_keys[next].off + config_keys[next].size;
     }
     checked = 1;
 }
@@ -723,9 +491,9 @@ void config_defaults(Config *c)
 {
     check_table_covers_struct();
     memset(c, 0, sizeof *c);
-    for (int i = 0; i < NKEYS; i++) {
+    for (int i = 0; i < config_nkeys; i++) {
         char why[256];
-        int r = parse_value(&KEYS[i], c, KEYS[i].def, why, sizeof why);
+        int r = parse_value(&config_keys[i], c, config_keys[i].def, why, sizeof why);
         CHECK(r == 0);
     }
 }
@@ -815,7 +583,7 @@ int config_set(Config *c, const char *assignment, const char *source)
     v[vl] = 0;
     char why[512];
     Config tmp = *c;
-    int r = parse_value(&KEYS[ki], &tmp, v, why, sizeof why);
+    int r = parse_value(&config_keys[ki], &tmp, v, why, sizeof why);
     free(v);
     if (r != 0) return err_set(MT_EX_CONFIG, "%s %s: %s", source, assignment, why);
     *c = tmp;
@@ -827,8 +595,8 @@ int config_validate(const Config *c)
     char msg[1800];
     size_t len = 0;
     int n = 0;
-#define PROBLEM(...) do { appendf(msg, sizeof msg, &len, "%s", n++ ? "; " : ""); \
-                          appendf(msg, sizeof msg, &len, __VA_ARGS__); } while (0)
+#define PROBLEM(...) do { config_appendf(msg, sizeof msg, &len, "%s", n++ ? "; " : ""); \
+                          config_appendf(msg, sizeof msg, &len, __VA_ARGS__); } while (0)
     msg[0] = 0;
     if (c->train_micro_batches > c->train_batch)
         PROBLEM("train.micro_batches = %d exceeds train.batch = %d (a micro-batch needs at "
@@ -861,98 +629,4 @@ int config_validate(const Config *c)
 #undef PROBLEM
     if (n) return err_set(MT_EX_CONFIG, "config: %s", msg);
     return 0;
-}
-
-void config_write(const Config *c, FILE *f, int with_help)
-{
-    const char *cur = NULL;
-    char val[1200], allowed[256];
-    for (int i = 0; i < NKEYS; i++) {
-        const KeyDesc *k = &KEYS[i];
-        if (!cur || strcmp(cur, k->section) != 0) {
-            fprintf(f, "%s[%s]\n", cur ? "\n" : "", k->section);
-            cur = k->section;
-        }
-        if (with_help) {
-            describe_allowed(k, allowed, sizeof allowed);
-            const char *q = k->type == KT_STRING ? "\"" : "";
-            fprintf(f, "; %s (%s %s, default %s%s%s)\n", k->help, type_name(k), allowed, q,
-                    k->def, q);
-        }
-        format_value(k, c, 1, val, sizeof val);
-        fprintf(f, "%s = %s\n", k->key, val);
-    }
-}
-
-char *config_to_string(const Config *c)
-{
-    char *buf = NULL;
-    size_t n = 0;
-    FILE *f = open_memstream(&buf, &n);
-    if (!f) fatal(MT_EX_OSERR, "config_to_string: open_memstream failed: %s", strerror(errno));
-    config_write(c, f, 0);
-    if (fclose(f) != 0) fatal(MT_EX_OSERR, "config_to_string: out of memory");
-    return buf;
-}
-
-void config_print_help(FILE *f)
-{
-    char name[64], allowed[256], def[64];
-    fprintf(f, "%-26s %-6s %-16s %-28s %s\n", "key", "type", "default", "allowed", "help");
-    for (int i = 0; i < NKEYS; i++) {
-        const KeyDesc *k = &KEYS[i];
-        snprintf(name, sizeof name, "%s.%s", k->section, k->key);
-        describe_allowed(k, allowed, sizeof allowed);
-        if (k->type == KT_STRING && !k->def[0]) snprintf(def, sizeof def, "\"\"");
-        else if (strlen(k->def) > 16) snprintf(def, sizeof def, "(below)");
-        else snprintf(def, sizeof def, "%s", k->def);
-        fprintf(f, "%-26s %-6s %-16s %-28s %s\n", name, type_name(k), def, allowed, k->help);
-    }
-    for (int i = 0; i < NKEYS; i++)
-        if (strlen(KEYS[i].def) > 16)
-            fprintf(f, "default %s.%s = %s\n", KEYS[i].section, KEYS[i].key, KEYS[i].def);
-}
-
-/* Markdown cell text: '|' escaped (GitHub tables), everything else as is. */
-static void md_cell(FILE *f, const char *s)
-{
-    for (; *s; s++) {
-        if (*s == '|') fputc('\\', f);
-        fputc(*s, f);
-    }
-}
-
-void config_print_markdown(FILE *f)
-{
-    char allowed[256];
-    fprintf(f, "# Configuration keys\n\n"
-               "<!-- Generated by `mpitrain help config --markdown` (`make docs`) from the key "
-               "table in src/io/config.c: edit that table, not this file. -->\n\n"
-               "A job is one INI file with the sections");
-    for (int i = 0; i < NKEYS; i++)
-        if (i == 0 || strcmp(KEYS[i].section, KEYS[i - 1].section) != 0)
-            fprintf(f, " `[%s]`", KEYS[i].section);
-    fprintf(f, ".  A key the file does not set keeps its default; `--set section.key=value` "
-               "changes one key after the file is read, with the same checks.  The resolved "
-               "configuration (every key, with its help) is saved as `config.ini` in the run "
-               "directory and stored in every checkpoint.  `mpitrain help config` prints this "
-               "table as text.  In bounds, `(a, b]` excludes `a` and "
-               "includes `b`.\n\n"
-               "How values are written, the error messages, the checks between keys, the layer "
-               "list, the learning-rate schedules and the shipped jobs: [jobs.md](jobs.md).\n");
-    for (int i = 0; i < NKEYS; i++) {
-        const KeyDesc *k = &KEYS[i];
-        if (i == 0 || strcmp(k->section, KEYS[i - 1].section) != 0)
-            fprintf(f, "\n## [%s]\n\n| key | type | default | allowed | meaning |\n"
-                       "|---|---|---|---|---|\n", k->section);
-        describe_allowed(k, allowed, sizeof allowed);
-        fprintf(f, "| `%s.%s` | %s | `", k->section, k->key, type_name(k));
-        if (k->type == KT_STRING && !k->def[0]) fputs("\"\"", f);
-        else md_cell(f, k->def);
-        fputs("` | ", f);
-        md_cell(f, allowed);
-        fputs(" | ", f);
-        md_cell(f, k->help);
-        fputs(" |\n", f);
-    }
 }
