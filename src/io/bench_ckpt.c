@@ -28,7 +28,7 @@
 
 #include "core/common.h"
 #include "io/ckpt.h"
-#include "io/h5lock.h"
+#include "io/h5.h"
 
 #define BENCH_MAX_REPS 15
 

@@ -1,4 +1,4 @@
-/* ckpt.h — checkpoints: one HDF5 file per saved training state (DESIGN.md §5).
+/* ckpt.h — checkpoints: one HDF5 file per saved training state (docs/checkpoint-format.md).
  *
  * A checkpoint holds one training state, independent of the number of ranks and of
  * the parallel mode: full parameter and optimizer-state slabs are written array by
@@ -23,7 +23,7 @@
  * (libxxhash, seed 0) of its little-endian bytes.  Arrays are stored contiguous, raw
  * IEEE float32 little-endian; file metadata is written in the HDF5 1.8 format, whose
  * object headers and superblock carry HDF5's own checksums.  (The stored hash was chosen
- * over HDF5's Fletcher32 filter by measurement: see /work/notes/ckpt-doc.md and
+ * over HDF5's Fletcher32 filter by measurement: see docs/checkpoint-format.md and
  * `mpitrain bench ckpt`.)
  *
  * Directory: DIR/step-%08llu.h5 (step = steps completed), DIR/latest (one line naming the
@@ -33,9 +33,13 @@
  * therefore leaves either the previous state or the new one, never a file that a read
  * accepts but is incomplete; stale *.tmp files are removed by the next write.
  *
- * HDF5 calls are serialised with h5_lock() (io/h5lock.h) in pieces of at most 8 MB, so a
+ * HDF5 calls are serialised with the HDF5 lock (io/h5.h) in pieces of at most 8 MB, so a
  * background write (ckpt_async_*) stalls other HDF5 users only briefly.  Error messages
- * go through err_set(); exit codes are sysexits values from core/common.h. */
+ * go through err_set(); exit codes are sysexits values from core/common.h.
+ *
+ * Code: ckpt_format.c (the layout, both ways), ckpt_read.c (open, read, verify, info),
+ * ckpt_write.c (tmp + fsync + verify + rename), ckpt_dir.c (names, latest, prune,
+ * resume), ckpt_async.c (background writer). */
 #ifndef MPITRAIN_IO_CKPT_H
 #define MPITRAIN_IO_CKPT_H
 

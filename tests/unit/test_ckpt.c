@@ -25,7 +25,7 @@
 #include "core/common.h"
 #include "core/rng.h"
 #include "io/ckpt.h"
-#include "io/h5lock.h"
+#include "io/h5.h"
 
 #define SPEC "dense:32 relu dropout:0.1 dense:10"
 #define IN_DIM 20
