@@ -19,7 +19,7 @@ typedef struct {
     char model_init[16];       /* he | xavier */
     int model_input;           /* features per input sample; 0 = take it from the dataset */
     /* [data] */
-    char data_train[CFG_STR];  /* dataset directory (DESIGN.md §5) */
+    char data_train[CFG_STR];  /* dataset directory (docs/dataset-format.md) */
     char data_test[CFG_STR];   /* dataset directory for eval ("" = none) */
     int data_cache_mb;         /* cache whole shards up to this many MB per rank */
     int data_prefetch;         /* batches prepared ahead by the prefetch thread */

@@ -66,7 +66,7 @@ static int attr_error(H5AttrStatus st, const H5AttrFail *f, const char *what, co
     case H5_ATTR_OK: return 0;
     case H5_ATTR_MISSING:
         return err_set(MT_EX_DATAERR, "%s: attribute '%s' is missing (see the dataset schema "
-                       "in README.md)", what, name);
+                       "in docs/dataset-format.md)", what, name);
     case H5_ATTR_UNREADABLE:
         return err_set(MT_EX_DATAERR, "%s: cannot read attribute '%s'", what, name);
     case H5_ATTR_NOT_ONE:
@@ -162,7 +162,7 @@ static int read_shard_table(hid_t fid, const char *path, int64_t *n_out,
     if (H5Lexists(fid, "shards", H5P_DEFAULT) <= 0 ||
         (d = H5Dopen2(fid, "shards", H5P_DEFAULT)) < 0)
         return err_set(MT_EX_DATAERR, "%s: dataset 'shards' is missing (see the dataset schema "
-                       "in README.md)", path);
+                       "in docs/dataset-format.md)", path);
     ft = H5Dget_type(d);
     sp = H5Dget_space(d);
     int fi = H5Tget_class(ft) == H5T_COMPOUND ? H5Tget_member_index(ft, "file") : -1;

@@ -1,11 +1,11 @@
-/* dataset.h — sharded HDF5 datasets (DESIGN.md §5) and their reader.
+/* dataset.h — sharded HDF5 datasets (docs/dataset-format.md) and their reader.
  *
  * DIR/index.h5    attributes: format="mpitrain-dataset", version=1, sample_shape (int32[k]),
  *                 dtype ("uint8"|"float32"), num_classes, num_samples, scale, mean, std;
  *                 dataset "shards": compound {file (string), count (int64)}
  * DIR/shard-00000.h5 ...   x (n, ...sample_shape) uint8|float32 chunked; y (n) int32
  * A sample's model input is x_float = (x * scale - mean) / std (scale 1/255 for uint8
- * images, 1 for float32).  Readable with h5py as it is (see README).
+ * images, 1 for float32).  Readable with h5py as it is (see docs/dataset-format.md).
  *
  * Sample order for training is a permutation of [0, n) that is a pure function of
  * (seed, epoch).  Global batch t of an epoch is perm[t*B, (t+1)*B) (the last partial

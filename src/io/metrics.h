@@ -1,4 +1,4 @@
-/* metrics.h — metrics.jsonl writer: one JSON object per line (DESIGN.md §5).
+/* metrics.h — metrics.jsonl writer: one JSON object per line (docs/design.md).
  *
  *   Metrics *m = metrics_open("runs/x/metrics.jsonl", 1);
  *   metrics_begin(m, "train");            // {"kind":"train"
