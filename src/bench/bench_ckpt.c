@@ -29,7 +29,7 @@
 #include "bench/bench.h"
 #include "core/common.h"
 #include "io/ckpt.h"
-#include "io/h5lock.h"
+#include "io/h5.h"
 
 #define BENCH_MAX_REPS 15
 

@@ -33,9 +33,13 @@
  * therefore leaves either the previous state or the new one, never a file that a read
  * accepts but is incomplete; stale *.tmp files are removed by the next write.
  *
- * HDF5 calls are serialised with h5_lock() (io/h5lock.h) in pieces of at most 8 MB, so a
+ * HDF5 calls are serialised with the HDF5 lock (io/h5.h) in pieces of at most 8 MB, so a
  * background write (ckpt_async_*) stalls other HDF5 users only briefly.  Error messages
- * go through err_set(); exit codes are sysexits values from core/common.h. */
+ * go through err_set(); exit codes are sysexits values from core/common.h.
+ *
+ * Code: ckpt_format.c (the layout, both ways), ckpt_read.c (open, read, verify, info),
+ * ckpt_write.c (tmp + fsync + verify + rename), ckpt_dir.c (names, latest, prune,
+ * resume), ckpt_async.c (background writer). */
 #ifndef MPITRAIN_IO_CKPT_H
 #define MPITRAIN_IO_CKPT_H
 
@@ -46,9 +50,8 @@
 #include "core/model.h"
 #include "core/optim.h"
 
-#ifndef MPITRAIN_VERSION
-#define MPITRAIN_VERSION "0.1.0"
-#endif
+/* MPITRAIN_VERSION (the file VERSION, passed by the Makefile) is written into every
+ * checkpoint. */
 
 #define CKPT_FORMAT "mpitrain-checkpoint"
 #define CKPT_VERSION 1
@@ -182,15 +185,5 @@ int ckpt_async_wait(CkptAsync *a, char *path_out, size_t n);
 /* Wait for an in-flight write, stop the thread, free the snapshot.  NULL is a no-op.
  * A failure of the last write is logged if nobody collected it. */
 void ckpt_async_destroy(CkptAsync *a);
-
-/* `mpitrain ckpt info PATH [--config]` and `mpitrain ckpt verify PATH...` (argv[0] =
- * "ckpt").  PATH may be a checkpoint directory (info: the file `latest` names; verify:
- * every step-*.h5 in it).  Returns the exit code (0, 64 usage, 65 corrupt, 66 missing). */
-int ckpt_cli_main(int argc, char **argv);
-
-/* `mpitrain bench ckpt [--dir D] [--layers SPEC] [--in-dim N] [--reps R]`: CSV on stdout
- * (what,bytes,seconds,MBps,ratio) comparing checkpoint writes with raw write()+fsync of
- * the same bytes, Fletcher32 with the stored hash, and the async submit pause. */
-int bench_ckpt_main(int argc, char **argv);
 
 #endif

@@ -11,7 +11,7 @@
  * straight to the file instead of reading (and caching) whole chunks.
  *
  * Threads.  Dataset.mu guards the shard table (cache state, open handles, scratch);
- * HDF5 calls additionally hold the process-wide HDF5 lock (h5lock.h), always taken
+ * HDF5 calls additionally hold the process-wide HDF5 lock (io/h5.h), always taken
  * after Dataset.mu.  Rows of cached shards are copied without holding either lock
  * (a cached buffer is immutable until dataset_close). */
 #include "io/dataset.h"
@@ -28,56 +28,10 @@
 #include "core/common.h"
 #include "core/rng.h"
 #include "io/dataset_impl.h"
-#include "io/h5lock.h"
+#include "io/h5.h"
 
 #define PIECE_BYTES (4u << 20) /* largest single H5Dread while holding the HDF5 lock */
 #define MAX_OPEN 64            /* shard files kept open at once by one Dataset */
-
-/* ---------------------------------------------------------------- quiet HDF5 */
-
-static int g_quiet_depth;          /* guarded by the HDF5 lock */
-static H5E_auto2_t g_saved_func;
-static void *g_saved_data;
-
-void dataset_h5_enter(void)
-{
-    h5_lock();
-    if (g_quiet_depth++ == 0) {
-        H5Eget_auto2(H5E_DEFAULT, &g_saved_func, &g_saved_data);
-        H5Eset_auto2(H5E_DEFAULT, NULL, NULL);
-    }
-}
-
-void dataset_h5_leave(void)
-{
-    CHECK(g_quiet_depth > 0);
-    if (--g_quiet_depth == 0) H5Eset_auto2(H5E_DEFAULT, g_saved_func, g_saved_data);
-    h5_unlock();
-}
-
-typedef struct {
-    char *buf;
-    size_t n;
-} DetailBuf;
-
-static herr_t detail_walk(unsigned n, const H5E_error2_t *e, void *data)
-{
-    (void)n;
-    DetailBuf *d = data;
-    if (e->desc && e->desc[0]) snprintf(d->buf, d->n, "%s", e->desc); /* innermost wins */
-    return 0;
-}
-
-void dataset_h5_detail(char *buf, size_t n)
-{
-    if (n == 0) return;
-    buf[0] = 0;
-    DetailBuf d = {buf, n};
-    h5_lock();
-    H5Ewalk2(H5E_DEFAULT, H5E_WALK_DOWNWARD, detail_walk, &d);
-    h5_unlock();
-    if (!buf[0]) snprintf(buf, n, "no HDF5 detail");
-}
 
 /* ---------------------------------------------------------------- small helpers */
 
@@ -93,25 +47,6 @@ int dataset_join(char *out, size_t n, const char *dir, const char *file)
 size_t dataset_dtype_size(DType t) { return t == DTYPE_UINT8 ? 1 : 4; }
 const char *dataset_dtype_name(DType t) { return t == DTYPE_UINT8 ? "uint8" : "float32"; }
 
-void dataset_type_name(hid_t type, char *buf, size_t n)
-{
-    h5_lock();
-    H5T_class_t c = H5Tget_class(type);
-    size_t size = H5Tget_size(type);
-    switch (c) {
-    case H5T_INTEGER:
-        snprintf(buf, n, "%sint%zu", H5Tget_sign(type) == H5T_SGN_NONE ? "u" : "", size * 8);
-        break;
-    case H5T_FLOAT: snprintf(buf, n, "float%zu", size * 8); break;
-    case H5T_STRING: snprintf(buf, n, "string"); break;
-    case H5T_COMPOUND: snprintf(buf, n, "compound"); break;
-    case H5T_ARRAY: snprintf(buf, n, "array"); break;
-    case H5T_ENUM: snprintf(buf, n, "enum"); break;
-    default: snprintf(buf, n, "HDF5 type class %d", (int)c); break;
-    }
-    h5_unlock();
-}
-
 static void fmt_dims(char *buf, size_t n, const hsize_t *d, int rank)
 {
     size_t k = 0;
@@ -122,105 +57,48 @@ static void fmt_dims(char *buf, size_t n, const hsize_t *d, int rank)
 
 /* ---------------------------------------------------------------- attributes */
 
-/* Open attribute `name` of obj as one element; *a, *t (type), or an error. */
-static int attr_open1(hid_t obj, const char *what, const char *name, hid_t *a, hid_t *t)
+/* The message for a failed h5_attr_get_*: `want` is what the attribute must be ("a
+ * string", "an integer", "a number"), `read` what a failed read calls it. */
+static int attr_error(H5AttrStatus st, const H5AttrFail *f, const char *what, const char *name,
+                      const char *want, const char *read)
 {
-    *a = *t = -1;
-    htri_t ex = H5Aexists(obj, name);
-    if (ex <= 0)
+    switch (st) {
+    case H5_ATTR_OK: return 0;
+    case H5_ATTR_MISSING:
         return err_set(MT_EX_DATAERR, "%s: attribute '%s' is missing (see the dataset schema "
-                       "in README.md)", what, name);
-    *a = H5Aopen(obj, name, H5P_DEFAULT);
-    if (*a < 0) return err_set(MT_EX_DATAERR, "%s: cannot read attribute '%s'", what, name);
-    *t = H5Aget_type(*a);
-    hid_t sp = H5Aget_space(*a);
-    hssize_t np = sp >= 0 ? H5Sget_simple_extent_npoints(sp) : -1;
-    if (sp >= 0) H5Sclose(sp);
-    if (*t < 0 || np != 1) {
-        if (*t >= 0) H5Tclose(*t);
-        H5Aclose(*a);
-        *a = *t = -1;
+                       "in docs/dataset-format.md)", what, name);
+    case H5_ATTR_UNREADABLE:
+        return err_set(MT_EX_DATAERR, "%s: cannot read attribute '%s'", what, name);
+    case H5_ATTR_NOT_ONE:
         return err_set(MT_EX_DATAERR, "%s: attribute '%s' must hold one value (it holds %lld)",
-                       what, name, (long long)np);
+                       what, name, f->count);
+    case H5_ATTR_WRONG_TYPE:
+        return err_set(MT_EX_DATAERR, "%s: attribute '%s' must be %s, not %s", what, name, want,
+                       f->type);
+    case H5_ATTR_READ_FAILED: break;
     }
-    return 0;
+    return err_set(MT_EX_DATAERR, "%s: cannot read %s '%s'", what, read, name);
 }
 
 int dataset_attr_str(hid_t obj, const char *what, const char *name, char *buf, size_t n)
 {
-    hid_t a, t, mt = -1;
-    int rc;
-    dataset_h5_enter();
-    if ((rc = attr_open1(obj, what, name, &a, &t))) goto out;
-    if (H5Tget_class(t) != H5T_STRING) {
-        char tn[32];
-        dataset_type_name(t, tn, sizeof tn);
-        rc = err_set(MT_EX_DATAERR, "%s: attribute '%s' must be a string, not %s", what, name, tn);
-        goto close;
-    }
-    if (H5Tis_variable_str(t) > 0) {
-        char *s = NULL;
-        mt = H5Tcopy(H5T_C_S1);
-        H5Tset_size(mt, H5T_VARIABLE);
-        H5Tset_cset(mt, H5Tget_cset(t));
-        if (H5Aread(a, mt, &s) < 0 || !s) {
-            rc = err_set(MT_EX_DATAERR, "%s: cannot read string attribute '%s'", what, name);
-            goto close;
-        }
-        snprintf(buf, n, "%s", s);
-        H5free_memory(s);
-    } else {
-        size_t size = H5Tget_size(t);
-        char *s = xcalloc(1, size + 1);
-        if (H5Aread(a, t, s) < 0) {
-            free(s);
-            rc = err_set(MT_EX_DATAERR, "%s: cannot read string attribute '%s'", what, name);
-            goto close;
-        }
-        while (size > 0 && (s[size - 1] == ' ' || s[size - 1] == 0)) s[--size] = 0;
-        snprintf(buf, n, "%s", s);
-        free(s);
-    }
-close:
-    if (mt >= 0) H5Tclose(mt);
-    H5Tclose(t);
-    H5Aclose(a);
-out:
-    dataset_h5_leave();
-    return rc;
-}
-
-static int attr_num(hid_t obj, const char *what, const char *name, int allow_float, hid_t mem,
-                    void *v)
-{
-    hid_t a, t;
-    int rc;
-    dataset_h5_enter();
-    if ((rc = attr_open1(obj, what, name, &a, &t))) goto out;
-    H5T_class_t c = H5Tget_class(t);
-    if (!(c == H5T_INTEGER || (allow_float && c == H5T_FLOAT))) {
-        char tn[32];
-        dataset_type_name(t, tn, sizeof tn);
-        rc = err_set(MT_EX_DATAERR, "%s: attribute '%s' must be %s, not %s", what, name,
-                     allow_float ? "a number" : "an integer", tn);
-    } else if (H5Aread(a, mem, v) < 0) {
-        rc = err_set(MT_EX_DATAERR, "%s: cannot read attribute '%s'", what, name);
-    }
-    H5Tclose(t);
-    H5Aclose(a);
-out:
-    dataset_h5_leave();
-    return rc;
+    H5AttrFail f;
+    H5AttrStatus st = h5_attr_get_str(obj, name, buf, n, &f);
+    return attr_error(st, &f, what, name, "a string", "string attribute");
 }
 
 int dataset_attr_i64(hid_t obj, const char *what, const char *name, int64_t *v)
 {
-    return attr_num(obj, what, name, 0, H5T_NATIVE_INT64, v);
+    H5AttrFail f;
+    H5AttrStatus st = h5_attr_get_num(obj, name, H5T_NATIVE_INT64, 0, v, &f);
+    return attr_error(st, &f, what, name, "an integer", "attribute");
 }
 
 int dataset_attr_f64(hid_t obj, const char *what, const char *name, double *v)
 {
-    return attr_num(obj, what, name, 1, H5T_NATIVE_DOUBLE, v);
+    H5AttrFail f;
+    H5AttrStatus st = h5_attr_get_num(obj, name, H5T_NATIVE_DOUBLE, 1, v, &f);
+    return attr_error(st, &f, what, name, "a number", "attribute");
 }
 
 int dataset_attr_i64s(hid_t obj, const char *what, const char *name, int64_t *v, int cap,
@@ -229,10 +107,9 @@ int dataset_attr_i64s(hid_t obj, const char *what, const char *name, int64_t *v,
     int rc = 0;
     hid_t a = -1, t = -1, sp = -1;
     *count = 0;
-    dataset_h5_enter();
+    h5_quiet_lock();
     if (H5Aexists(obj, name) <= 0) {
-        rc = err_set(MT_EX_DATAERR, "%s: attribute '%s' is missing (see the dataset schema in "
-                     "README.md)", what, name);
+        rc = attr_error(H5_ATTR_MISSING, NULL, what, name, "", "");
         goto out;
     }
     a = H5Aopen(obj, name, H5P_DEFAULT);
@@ -246,7 +123,7 @@ int dataset_attr_i64s(hid_t obj, const char *what, const char *name, int64_t *v,
     hssize_t np = H5Sget_simple_extent_npoints(sp);
     if (H5Tget_class(t) != H5T_INTEGER || rank > 1 || np < 1 || np > cap) {
         char tn[32];
-        dataset_type_name(t, tn, sizeof tn);
+        h5_type_name(t, tn, sizeof tn);
         rc = err_set(MT_EX_DATAERR, "%s: attribute '%s' must be 1 to %d integers (it holds %lld "
                      "of type %s)", what, name, cap, (long long)np, tn);
         goto out;
@@ -260,7 +137,7 @@ out:
     if (sp >= 0) H5Sclose(sp);
     if (t >= 0) H5Tclose(t);
     if (a >= 0) H5Aclose(a);
-    dataset_h5_leave();
+    h5_quiet_unlock();
     return rc;
 }
 
@@ -285,7 +162,7 @@ static int read_shard_table(hid_t fid, const char *path, int64_t *n_out,
     if (H5Lexists(fid, "shards", H5P_DEFAULT) <= 0 ||
         (d = H5Dopen2(fid, "shards", H5P_DEFAULT)) < 0)
         return err_set(MT_EX_DATAERR, "%s: dataset 'shards' is missing (see the dataset schema "
-                       "in README.md)", path);
+                       "in docs/dataset-format.md)", path);
     ft = H5Dget_type(d);
     sp = H5Dget_space(d);
     int fi = H5Tget_class(ft) == H5T_COMPOUND ? H5Tget_member_index(ft, "file") : -1;
@@ -322,7 +199,7 @@ static int read_shard_table(hid_t fid, const char *path, int64_t *n_out,
     }
     if (H5Dread(d, mt, H5S_ALL, H5S_ALL, H5P_DEFAULT, buf) < 0) {
         char det[256];
-        dataset_h5_detail(det, sizeof det);
+        h5_detail(det, sizeof det);
         rc = err_set(MT_EX_DATAERR, "%s: cannot read dataset 'shards' (%s)", path, det);
         goto out;
     }
@@ -381,11 +258,11 @@ int dataset_index_read(const char *dir, DatasetInfo *info, DatasetShardEntry **s
                        "finish leaves no index.h5; re-run `mpitrain data import`)", path,
                        strerror(errno));
 
-    dataset_h5_enter();
+    h5_quiet_lock();
     hid_t fid = H5Fopen(path, H5F_ACC_RDONLY, H5P_DEFAULT);
     if (fid < 0) {
         char det[256];
-        dataset_h5_detail(det, sizeof det);
+        h5_detail(det, sizeof det);
         rc = err_set(MT_EX_DATAERR, "cannot open %s as HDF5 (%s): the file is damaged; "
                      "re-import the dataset", path, det);
         goto out;
@@ -469,7 +346,7 @@ int dataset_index_read(const char *dir, DatasetInfo *info, DatasetShardEntry **s
                      path, (long long)sum, (long long)info->num_samples);
 out:
     if (fid >= 0) H5Fclose(fid);
-    dataset_h5_leave();
+    h5_quiet_unlock();
     if (rc) {
         free(*shards);
         *shards = NULL;
@@ -481,11 +358,11 @@ out:
 
 void dataset_shard_close(DatasetShardHandles *h)
 {
-    dataset_h5_enter();
+    h5_quiet_lock();
     if (h->yid >= 0) H5Dclose(h->yid);
     if (h->xid >= 0) H5Dclose(h->xid);
     if (h->fid >= 0) H5Fclose(h->fid);
-    dataset_h5_leave();
+    h5_quiet_unlock();
     h->fid = h->xid = h->yid = -1;
 }
 
@@ -502,10 +379,10 @@ int dataset_shard_open(const DatasetInfo *info, const DatasetShardEntry *e, int 
     if (access(path, F_OK) != 0)
         return err_set(MT_EX_NOINPUT, "shard %d (%s) of dataset %s is missing: %s; restore it "
                        "or re-import the dataset", k, path, info->dir, strerror(errno));
-    dataset_h5_enter();
+    h5_quiet_lock();
     h->fid = H5Fopen(path, H5F_ACC_RDONLY, H5P_DEFAULT);
     if (h->fid < 0) {
-        dataset_h5_detail(det, sizeof det);
+        h5_detail(det, sizeof det);
         rc = err_set(MT_EX_DATAERR, "cannot open shard %s as HDF5 (%s): the file is damaged or "
                      "truncated; re-import the dataset", path, det);
         goto out;
@@ -521,7 +398,7 @@ int dataset_shard_open(const DatasetInfo *info, const DatasetShardEntry *e, int 
                        H5Tget_sign(t) == H5T_SGN_NONE
                  : H5Tget_class(t) == H5T_FLOAT && H5Tget_size(t) == 4;
     if (!ok) {
-        dataset_type_name(t, tn, sizeof tn);
+        h5_type_name(t, tn, sizeof tn);
         rc = err_set(MT_EX_DATAERR, "shard %s: x has dtype %s but index.h5 says %s; rewrite x "
                      "as %s", path, tn, dataset_dtype_name(info->dtype),
                      dataset_dtype_name(info->dtype));
@@ -556,7 +433,7 @@ int dataset_shard_open(const DatasetInfo *info, const DatasetShardEntry *e, int 
     }
     t = H5Dget_type(h->yid);
     if (H5Tget_class(t) != H5T_INTEGER) {
-        dataset_type_name(t, tn, sizeof tn);
+        h5_type_name(t, tn, sizeof tn);
         rc = err_set(MT_EX_DATAERR, "shard %s: y has dtype %s; labels must be int32", path, tn);
         goto out;
     }
@@ -574,7 +451,7 @@ out:
     if (sp >= 0) H5Sclose(sp);
     if (t >= 0) H5Tclose(t);
     if (rc) dataset_shard_close(h);
-    dataset_h5_leave();
+    h5_quiet_unlock();
     return rc;
 }
 
@@ -605,14 +482,14 @@ int dataset_shard_read_rows(const DatasetInfo *info, const DatasetShardHandles *
         hsize_t start[4] = {(hsize_t)p, 0, 0, 0}, count[4] = {(hsize_t)m, 0, 0, 0};
         for (int i = 0; i < info->ndim; i++) count[i + 1] = (hsize_t)info->shape[i];
         int e = 0;
-        dataset_h5_enter();
+        h5_quiet_lock();
         if (x)
             e = read_piece(h->xid, xmem, info->ndim + 1, start, count,
                            (char *)x + (size_t)(p - lo) * row);
         if (!e && y) e = read_piece(h->yid, H5T_NATIVE_INT32, 1, start, count, y + (p - lo));
         char det[256];
-        if (e) dataset_h5_detail(det, sizeof det);
-        dataset_h5_leave();
+        if (e) h5_detail(det, sizeof det);
+        h5_quiet_unlock();
         if (e)
             return err_set(MT_EX_DATAERR, "cannot read rows %lld..%lld of %s from shard %s (%s): "
                            "the file is damaged; run `mpitrain data verify %s`", (long long)p,

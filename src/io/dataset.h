@@ -9,7 +9,8 @@
  *
  * Sample order for training is a permutation of [0, n) that is a pure function of
  * (seed, epoch).  Global batch t of an epoch is perm[t*B, (t+1)*B) (the last partial
- * batch is dropped); micro-batch k of it is rows [k*B/M, (k+1)*B/M). */
+ * batch is dropped); micro-batch k of it is rows [k*B/M, (k+1)*B/M).  The batch loader
+ * that reads them step by step is in loader.h. */
 #ifndef MPITRAIN_IO_DATASET_H
 #define MPITRAIN_IO_DATASET_H
 
@@ -81,43 +82,5 @@ int dataset_import_csv(const char *csv, const ImportConf *c);
 int dataset_print_info(const char *dir, FILE *out);
 int dataset_verify(const char *dir, FILE *out);
 
-/* `mpitrain data ...`: argv[0] = "data", argv[1] = import | info | verify, then options
- * (`mpitrain data --help` lists them).  Prints results to stdout and errors to stderr
- * (err_msg() of the failing call).  Returns 0, MT_EX_USAGE for a bad command line, or
- * the error code of the import/info/verify. */
-int dataset_cli_main(int argc, char **argv);
-
-/* Batch loader with a background prefetch thread. */
-typedef struct {
-    uint64_t seed;
-    int shuffle;
-    int batch;            /* global batch B */
-    int micro_batches;    /* M */
-    int mb_lo, mb_hi;     /* this rank's micro-batches [mb_lo, mb_hi) */
-    int prefetch;         /* batches ahead (>= 1) */
-} LoaderConf;
-
-typedef struct {
-    uint64_t step;        /* global step this batch is for */
-    int n;                /* rows = (mb_hi - mb_lo) * B / M */
-    float *x;             /* (n, sample_size) normalised */
-    int32_t *y;           /* (n) */
-    double wait_s;        /* time the consumer waited for it */
-} Batch;
-
-typedef struct Loader Loader;
-/* steps_per_epoch = num_samples / B. */
-int loader_create(Dataset *ds, const LoaderConf *c, uint64_t first_step, Loader **out);
-/* The batch for `step` (steps are consumed in increasing order from first_step; a
- * skipped step's batch is dropped).  Returns 0 or the read error of that step (message
- * names step, shard and index; *out is then NULL and there is nothing to release).
- * The batch stays valid until loader_release(); asking for a step while holding more
- * than `prefetch` batches is a bug (CHECK: their slots could never be refilled). */
-int loader_next(Loader *ld, uint64_t step, Batch **out);
-void loader_release(Loader *ld, Batch *b);
-/* Stops and joins the prefetch thread (it finishes the read in progress), frees the
- * batches; fine at any point, also with batches still held or steps not consumed. */
-void loader_destroy(Loader *ld);
-int64_t loader_steps_per_epoch(const Loader *ld);
 
 #endif

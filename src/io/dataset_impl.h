@@ -1,8 +1,8 @@
 /* dataset_impl.h — what src/io/dataset*.c share and nobody else uses: reading and
- * checking index.h5 and shard headers, typed HDF5 attribute access, and a quiet mode
- * for HDF5 calls whose failure is a data error (reported by us, not printed by HDF5).
+ * checking index.h5 and shard headers, and typed HDF5 attribute access with the
+ * dataset's error messages.  The HDF5 lock, quiet mode and error text are in io/h5.h.
  *
- * Every function here that calls HDF5 takes the process-wide HDF5 lock (h5lock.h)
+ * Every function here that calls HDF5 takes the process-wide HDF5 lock (io/h5.h)
  * itself; callers may already hold it (the lock is recursive). */
 #ifndef MPITRAIN_IO_DATASET_IMPL_H
 #define MPITRAIN_IO_DATASET_IMPL_H
@@ -12,6 +12,7 @@
 #include <stdint.h>
 
 #include "io/dataset.h"
+#include "io/h5.h"
 
 #define DATASET_FORMAT "mpitrain-dataset"
 #define DATASET_VERSION 1
@@ -29,15 +30,6 @@ typedef struct {
     int64_t chunk_rows;          /* rows per chunk of x (count when contiguous) */
 } DatasetShardHandles;
 
-/* Enter/leave "quiet HDF5": takes the HDF5 lock and turns HDF5's automatic error
- * printing off until the matching leave (nested calls allowed).  Expected failures
- * (missing attribute, truncated file) are then reported by our own messages. */
-void dataset_h5_enter(void);
-void dataset_h5_leave(void);
-/* The innermost message of HDF5's error stack of this thread ("" if none), e.g.
- * "truncated file: eof = 1000, ...".  Call right after the failing HDF5 call. */
-void dataset_h5_detail(char *buf, size_t n);
-
 /* "dir/file" into out (n bytes); 0 or MT_EX_USAGE if it does not fit. */
 int dataset_join(char *out, size_t n, const char *dir, const char *file);
 
@@ -51,9 +43,6 @@ int dataset_attr_f64(hid_t obj, const char *what, const char *name, double *v);
 /* 1-D integer attribute with 1..cap elements (or a scalar = one element). */
 int dataset_attr_i64s(hid_t obj, const char *what, const char *name, int64_t *v, int cap,
                       int *count);
-
-/* Human name of an HDF5 datatype ("uint8", "float64", "string", ...) into buf. */
-void dataset_type_name(hid_t type, char *buf, size_t n);
 
 /* Read DIR/index.h5: fills *info (dir included) and *shards (malloc'd, info->nshards
  * entries, caller frees).  Checks format, version, attribute types and values, and

@@ -105,30 +105,6 @@ static int fsync_path(const char *path, int dir)
 
 /* ---------------------------------------------------------------- HDF5 writing */
 
-static herr_t put_str(hid_t obj, const char *name, const char *v)
-{
-    hid_t t = H5Tcopy(H5T_C_S1), sp = H5Screate(H5S_SCALAR), a = -1;
-    herr_t e = H5Tset_size(t, H5T_VARIABLE) < 0 || H5Tset_cset(t, H5T_CSET_UTF8) < 0 ? -1 : 0;
-    if (!e) e = (a = H5Acreate2(obj, name, t, sp, H5P_DEFAULT, H5P_DEFAULT)) < 0 ? -1 : 0;
-    if (!e) e = H5Awrite(a, t, &v);
-    if (a >= 0) H5Aclose(a);
-    H5Sclose(sp);
-    H5Tclose(t);
-    return e;
-}
-
-/* n = 0: scalar; else a 1-D array of n values. */
-static herr_t put_num(hid_t obj, const char *name, hid_t ftype, hid_t mtype, const void *v,
-                      hsize_t n)
-{
-    hid_t sp = n ? H5Screate_simple(1, &n, NULL) : H5Screate(H5S_SCALAR);
-    hid_t a = H5Acreate2(obj, name, ftype, sp, H5P_DEFAULT, H5P_DEFAULT);
-    herr_t e = a < 0 ? -1 : H5Awrite(a, mtype, v);
-    if (a >= 0) H5Aclose(a);
-    H5Sclose(sp);
-    return e;
-}
-
 typedef struct {
     const ImportConf *c;
     DatasetInfo info;        /* what index.h5 will say */
@@ -155,10 +131,10 @@ static int shard_of_row(int64_t n, int k, int64_t i)
 
 static void shard_name(char *buf, size_t n, int k) { snprintf(buf, n, "shard-%05d.h5", k); }
 
-static int h5_fail(int code, const char *what, const char *path)
+static int import_fail(int code, const char *what, const char *path)
 {
     char det[256];
-    dataset_h5_detail(det, sizeof det);
+    h5_detail(det, sizeof det);
     return err_set(code, "cannot %s %s (%s)%s", what, path, det,
                    code == MT_EX_IOERR ? ": disk full or not writable?" : "");
 }
@@ -180,10 +156,10 @@ static int writer_begin(Writer *w, int k)
     chunk[0] = (hsize_t)MT_MIN(w->n, MT_MAX((int64_t)1, (int64_t)(CHUNK_BYTES / row)));
     for (int i = 0; i < in->ndim; i++) dims[i + 1] = chunk[i + 1] = (hsize_t)in->shape[i];
     hid_t sp = -1, pl = -1;
-    dataset_h5_enter();
+    h5_quiet_lock();
     w->fid = H5Fcreate(w->path, H5F_ACC_TRUNC, H5P_DEFAULT, H5P_DEFAULT);
     if (w->fid < 0) {
-        rc = h5_fail(MT_EX_CANTCREAT, "create", w->path);
+        rc = import_fail(MT_EX_CANTCREAT, "create", w->path);
         goto out;
     }
     sp = H5Screate_simple(in->ndim + 1, dims, NULL);
@@ -201,13 +177,13 @@ static int writer_begin(Writer *w, int k)
     static const char *const nn[3] = {"scale", "mean", "std"};
     herr_t e = w->yid < 0 ? -1 : 0;
     for (int i = 0; i < 3 && !e; i++)
-        e = put_num(w->xid, nn[i], H5T_IEEE_F32LE, H5T_NATIVE_FLOAT, &norm[i], 0);
-    if (!e) e = put_num(w->fid, "first_sample", H5T_STD_I64LE, H5T_NATIVE_INT64, &w->lo, 0);
-    if (e) rc = h5_fail(MT_EX_IOERR, "write", w->path);
+        e = h5_attr_put(w->xid, nn[i], H5T_IEEE_F32LE, H5T_NATIVE_FLOAT, &norm[i], 0);
+    if (!e) e = h5_attr_put(w->fid, "first_sample", H5T_STD_I64LE, H5T_NATIVE_INT64, &w->lo, 0);
+    if (e) rc = import_fail(MT_EX_IOERR, "write", w->path);
 out:
     if (pl >= 0) H5Pclose(pl);
     if (sp >= 0) H5Sclose(sp);
-    dataset_h5_leave();
+    h5_quiet_unlock();
     return rc;
 }
 
@@ -218,7 +194,7 @@ static int writer_append(Writer *w, const void *x, const int32_t *y, int64_t m)
     const DatasetInfo *in = &w->info;
     hsize_t start[4] = {(hsize_t)w->filled}, count[4] = {(hsize_t)m};
     for (int i = 0; i < in->ndim; i++) count[i + 1] = (hsize_t)in->shape[i];
-    dataset_h5_enter(); /* memory space of the selection's shape: see read_piece */
+    h5_quiet_lock(); /* memory space of the selection's shape: see read_piece */
     hid_t fs = H5Dget_space(w->xid), ms = H5Screate_simple(in->ndim + 1, count, NULL);
     herr_t e = H5Sselect_hyperslab(fs, H5S_SELECT_SET, start, NULL, count, NULL);
     if (!e) e = H5Dwrite(w->xid, in->dtype == DTYPE_UINT8 ? H5T_NATIVE_UINT8 : H5T_NATIVE_FLOAT,
@@ -231,8 +207,8 @@ static int writer_append(Writer *w, const void *x, const int32_t *y, int64_t m)
     if (!e) e = H5Dwrite(w->yid, H5T_NATIVE_INT32, ms, fs, H5P_DEFAULT, y);
     H5Sclose(fs);
     H5Sclose(ms);
-    int rc = e < 0 ? h5_fail(MT_EX_IOERR, "write", w->path) : 0;
-    dataset_h5_leave();
+    int rc = e < 0 ? import_fail(MT_EX_IOERR, "write", w->path) : 0;
+    h5_quiet_unlock();
     w->filled += m;
     return rc;
 }
@@ -240,12 +216,12 @@ static int writer_append(Writer *w, const void *x, const int32_t *y, int64_t m)
 static int writer_end(Writer *w)
 {
     herr_t e = 0;
-    dataset_h5_enter();
+    h5_quiet_lock();
     if (w->yid >= 0) e |= H5Dclose(w->yid);
     if (w->xid >= 0) e |= H5Dclose(w->xid);
     if (w->fid >= 0) e |= H5Fclose(w->fid);
-    int rc = e < 0 ? h5_fail(MT_EX_IOERR, "write", w->path) : 0;
-    dataset_h5_leave();
+    int rc = e < 0 ? import_fail(MT_EX_IOERR, "write", w->path) : 0;
+    h5_quiet_unlock();
     w->fid = w->xid = w->yid = -1;
     if (!rc) rc = fsync_path(w->path, 0);
     return rc;
@@ -273,23 +249,24 @@ static int write_index(Writer *w)
     float norm[3] = {in->scale, in->mean, in->std};
     static const char *const nn[3] = {"scale", "mean", "std"};
     hid_t fid, st = -1, mt = -1, ft = -1, sp = -1, d = -1;
-    dataset_h5_enter();
+    h5_quiet_lock();
     fid = H5Fcreate(tmp, H5F_ACC_TRUNC, H5P_DEFAULT, H5P_DEFAULT);
     if (fid < 0) {
-        rc = h5_fail(MT_EX_CANTCREAT, "create", tmp);
+        rc = import_fail(MT_EX_CANTCREAT, "create", tmp);
         goto out;
     }
-    herr_t e = put_str(fid, "format", DATASET_FORMAT);
-    if (!e) e = put_num(fid, "version", H5T_STD_I32LE, H5T_NATIVE_INT32, &version, 0);
-    if (!e) e = put_num(fid, "sample_shape", H5T_STD_I32LE, H5T_NATIVE_INT32, shape,
+    herr_t e = h5_attr_put_str(fid, "format", DATASET_FORMAT);
+    if (!e) e = h5_attr_put(fid, "version", H5T_STD_I32LE, H5T_NATIVE_INT32, &version, 0);
+    if (!e) e = h5_attr_put(fid, "sample_shape", H5T_STD_I32LE, H5T_NATIVE_INT32, shape,
                         (hsize_t)in->ndim);
-    if (!e) e = put_str(fid, "dtype", dataset_dtype_name(in->dtype));
-    if (!e) e = put_num(fid, "num_classes", H5T_STD_I32LE, H5T_NATIVE_INT32, &classes, 0);
-    if (!e) e = put_num(fid, "num_samples", H5T_STD_I64LE, H5T_NATIVE_INT64, &in->num_samples, 0);
+    if (!e) e = h5_attr_put_str(fid, "dtype", dataset_dtype_name(in->dtype));
+    if (!e) e = h5_attr_put(fid, "num_classes", H5T_STD_I32LE, H5T_NATIVE_INT32, &classes, 0);
+    if (!e)
+        e = h5_attr_put(fid, "num_samples", H5T_STD_I64LE, H5T_NATIVE_INT64, &in->num_samples, 0);
     for (int i = 0; i < 3 && !e; i++)
-        e = put_num(fid, nn[i], H5T_IEEE_F32LE, H5T_NATIVE_FLOAT, &norm[i], 0);
-    if (!e) e = put_str(fid, "source", w->source);
-    if (!e) e = put_str(fid, "created_by", "mpitrain data import");
+        e = h5_attr_put(fid, nn[i], H5T_IEEE_F32LE, H5T_NATIVE_FLOAT, &norm[i], 0);
+    if (!e) e = h5_attr_put_str(fid, "source", w->source);
+    if (!e) e = h5_attr_put_str(fid, "created_by", "mpitrain data import");
     if (!e) {
         st = H5Tcopy(H5T_C_S1);
         H5Tset_size(st, DATASET_FILE_LEN);
@@ -307,13 +284,13 @@ static int write_index(Writer *w)
     }
     if (d >= 0 && H5Dclose(d) < 0) e = -1;
     if (H5Fclose(fid) < 0) e = -1;
-    if (e < 0) rc = h5_fail(MT_EX_IOERR, "write", tmp);
+    if (e < 0) rc = import_fail(MT_EX_IOERR, "write", tmp);
 out:
     if (sp >= 0) H5Sclose(sp);
     if (ft >= 0) H5Tclose(ft);
     if (mt >= 0) H5Tclose(mt);
     if (st >= 0) H5Tclose(st);
-    dataset_h5_leave();
+    h5_quiet_unlock();
     free(ent);
     if (!rc) rc = fsync_path(tmp, 0);
     if (!rc && rename(tmp, final) != 0)

@@ -9,7 +9,7 @@
  * Ring: prefetch + 1 preallocated slots, so the thread keeps `prefetch` batches ready
  * while the consumer holds one.  Slot of step t = (t - first_step) % slots; the thread
  * fills it once the batch of step t - slots was released.  No allocation per step. */
-#include "io/dataset.h"
+#include "io/loader.h"
 
 #include <pthread.h>
 #include <signal.h>

@@ -21,6 +21,7 @@
 #include "io/ckpt.h"
 #include "io/config.h"
 #include "io/dataset.h"
+#include "io/loader.h"
 #include "io/metrics.h"
 #include "io/trace.h"
 #include "parallel/comm.h"

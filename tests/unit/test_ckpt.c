@@ -26,7 +26,7 @@
 #include "core/rng.h"
 #include "cli/cli.h"
 #include "io/ckpt.h"
-#include "io/h5lock.h"
+#include "io/h5.h"
 
 #define SPEC "dense:32 relu dropout:0.1 dense:10"
 #define IN_DIM 20

@@ -17,6 +17,7 @@
 
 #include "core/common.h"
 #include "io/dataset.h"
+#include "io/loader.h"
 
 enum { N = 1200, D = 300 };  /* 3 shards of 400 x 300 float32 = 480 KB */
 
