@@ -1,4 +1,4 @@
-/* ckpt_cli.c — `mpitrain ckpt info|verify` (see ckpt.h). */
+/* ckpt_cli.c — `mpitrain ckpt info|verify` (cli.h). */
 #include <ctype.h>
 #include <dirent.h>
 #include <errno.h>

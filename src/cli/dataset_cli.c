@@ -1,4 +1,4 @@
-/* dataset_cli.c — `mpitrain data import | info | verify` (see dataset.h). */
+/* dataset_cli.c — `mpitrain data import | info | verify` (cli.h). */
 #include "io/dataset.h"
 
 #include <errno.h>
