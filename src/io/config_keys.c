@@ -99,11 +99,15 @@ const KeyDesc config_keys[] = {
            "(one parameter slab per node, optimizer sharded and fused, same bits); auto = "
            "when 3 or more ranks share the node"),
     K_INT("parallel", "servers", parallel_servers, 1, 65536, "1",
-          "ps mode: ranks [0, servers) are parameter servers"),
+          "ps mode: how many ranks are parameter servers (parallel.server_ranks says which)"),
     K_ENUM("parallel", "consistency", parallel_consistency, "sync|async|ssp", "sync",
-           "ps mode: sync (= allreduce bits), async, or ssp (bounded staleness)"),
+           "ps mode: sync (the bits of allreduce with reduce = deterministic); async and ssp "
+           "are planned (refused at start)"),
     K_INT("parallel", "staleness", parallel_staleness, 0, 1000000, "2",
           "ssp: steps a worker may run ahead of the slowest"),
+    K_ENUM("parallel", "server_ranks", parallel_server_ranks, "last|first|spread", "last",
+           "ps mode: the servers are the last parallel.servers ranks (rank 0 a worker), the "
+           "first ones, or spread (one per node; planned, refused at start)"),
 
     K_STR("checkpoint", "dir", ckpt_dir, 0, "", "checkpoint directory; empty = <run dir>/checkpoints"),
     K_I64("checkpoint", "every_steps", ckpt_every_steps, 0, BIG, "0",

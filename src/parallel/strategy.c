@@ -7,6 +7,7 @@
 
 static const StrategyOps *const REGISTRY[] = {
     &strategy_dp_ops, /* allreduce: data parallel (strategy_dp.c) */
+    &strategy_ps_ops, /* ps: parameter servers (strategy_ps.c) */
 };
 #define NREG (sizeof REGISTRY / sizeof *REGISTRY)
 

@@ -47,12 +47,15 @@ typedef struct {
     int servers;             /* ps: server ranks */
     const char *consistency; /* ps: "sync" | "async" | "ssp" */
     int staleness;           /* ps */
+    const char *server_ranks; /* ps: "last" | "first" | "spread": which ranks serve */
 } StrategyConf;
 
 /* This rank's share of the step, decided before any slab exists. */
 typedef struct {
     int mb_lo, mb_hi;  /* local micro-batches [mb_lo, mb_hi) of the step's M */
     int computes;      /* 1: this rank runs forward/backward (0: a parameter server) */
+    int worker;        /* this rank's index among the computing ranks (-1: none) */
+    int workers;       /* how many ranks compute (eval is split over them) */
     int n_invariant;   /* 1: the bits equal those of one rank (docs/determinism.md) */
 } StrategySplit;
 
@@ -133,6 +136,10 @@ typedef struct StrategyOps {
     void (*gather_states)(Strategy *s, float *const *states, float *const *full, int nstates);
     void (*scatter_states)(const Strategy *s, float *const *full, float *const *states,
                            int nstates);
+    /* Before a checkpoint: make params (nparams floats) whole and current on every rank
+     * (a parameter server holds only its range up to date).  Collective.  NULL: every
+     * rank's params are whole already. */
+    void (*gather_params)(Strategy *s, float *params);
 } StrategyOps;
 
 /* Implementations embed this first in their handle. */
@@ -150,6 +157,7 @@ int strategy_count(void);
 const StrategyOps *strategy_at(int i);
 
 extern const StrategyOps strategy_dp_ops; /* strategy_dp.c: parallel.mode = allreduce */
+extern const StrategyOps strategy_ps_ops; /* strategy_ps.c: parallel.mode = ps */
 
 static inline int strategy_create(const StrategyOps *ops, Comm *comm, const StrategyConf *conf,
                                   size_t nparams, int nstates, Strategy **out)
@@ -180,6 +188,10 @@ static inline double strategy_comm_s(const Strategy *s) { return s->ops->comm_s(
 static inline void strategy_gather_states(Strategy *s, float *const *states, float *const *full, int n)
 {
     s->ops->gather_states(s, states, full, n);
+}
+static inline void strategy_gather_params(Strategy *s, float *params)
+{
+    if (s->ops->gather_params) s->ops->gather_params(s, params);
 }
 static inline void strategy_scatter_states(const Strategy *s, float *const *full, float *const *states, int n)
 {

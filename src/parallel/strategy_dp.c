@@ -47,6 +47,8 @@ static int dp_plan(const StrategyConf *c, int rank, int world, int M, StrategySp
     out->mb_lo = (int)((int64_t)rank * M / world);
     out->mb_hi = (int)((int64_t)(rank + 1) * M / world);
     out->computes = 1;
+    out->worker = rank;
+    out->workers = world;
     int pow2 = (world & (world - 1)) == 0;
     out->n_invariant = pow2 && M % world == 0 && !strcmp(c->reduce, "deterministic");
     return 0;

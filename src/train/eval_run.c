@@ -65,6 +65,8 @@ int train_eval(const char *target, const char *data, int threads)
     Trainer *t = &T;
     int st = train_start(t);
     if (st) return st;
+    /* every rank evaluates a share of the chunks */
+    t->split = (StrategySplit){.computes = 1, .worker = t->rank, .workers = t->world};
     if (threads <= 0) threads = MT_MAX(1, cpu_cores_online() / MT_MAX(1, t->comm->local_size));
     st = device_create("cpu", t->comm->local_rank, &t->dev);
     if (!st) st = eval_run(t, target, data, threads);

@@ -19,8 +19,10 @@ int trainer_evaluate(Trainer *t, Dataset *ds, double *loss, double *accuracy)
     const DatasetInfo *di = dataset_info(ds);
     int64_t n = di->num_samples;
     int C = (int)((n + EVAL_CHUNK - 1) / EVAL_CHUNK);
-    int c_lo = (int)((int64_t)t->rank * C / t->world);
-    int c_hi = (int)((int64_t)(t->rank + 1) * C / t->world);
+    /* the computing ranks share the chunks (a parameter server evaluates nothing) */
+    int wi = t->split.worker, wn = t->split.workers;
+    int c_lo = wi < 0 ? 0 : (int)((int64_t)wi * C / wn);
+    int c_hi = wi < 0 ? 0 : (int)((int64_t)(wi + 1) * C / wn);
     if (!t->eval_x) {
         t->eval_cap_rows = EVAL_GROUP * EVAL_CHUNK;
         t->eval_x = xaligned((size_t)t->eval_cap_rows * di->sample_size * sizeof(float));

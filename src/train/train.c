@@ -21,7 +21,7 @@ static int step_gate(Trainer *t, uint64_t step, Batch **b)
 {
     const Config *c = &t->cfg;
     watchdog_step(step, "data");
-    int st = loader_next(t->loader, step, b);
+    int st = t->loader ? loader_next(t->loader, step, b) : 0; /* a server reads no data */
     double flags[NFLAGS];
     flags[FLAG_STOP] = signals_pending() ? 1 : 0;
     flags[FLAG_CKPT_TIME] = (t->rank == 0 && c->ckpt_every_minutes > 0 &&
@@ -48,7 +48,10 @@ static int step_gate(Trainer *t, uint64_t step, Batch **b)
     }
     if (flags[FLAG_CKPT_TIME] > 0) {
         int cst = train_ckpt_save(t, 0);
-        if (cst) { loader_release(t->loader, *b); return cst; }
+        if (cst) {
+            if (*b) loader_release(t->loader, *b);
+            return cst;
+        }
     }
     return 0;
 }

@@ -88,6 +88,7 @@ int train_ckpt_save(Trainer *t, int sync)
     size_t bytes = t->model.nparams * sizeof(float);
     for (int k = 0; k < t->nstates; k++)
         full[k] = sharded ? device_alloc(t->dev, bytes) : t->states[k];
+    strategy_gather_params(t->strategy, t->params);
     strategy_gather_states(t->strategy, t->states, full, t->nstates);
     int st = 0;
     if (t->rank == 0) {

@@ -105,7 +105,8 @@ int train_ckpt_save(Trainer *t, int sync);
 /* Before the step's update: wait for an async snapshot being copied from the slabs. */
 void train_ckpt_fence(Trainer *t, uint64_t step);
 
-/* train_step.c: one step on batch b: forward/backward, reduction, update.  *loss = the
+/* train_step.c: one step on batch b (NULL on a rank that does not compute):
+ * forward/backward, reduction, update.  *loss = the
  * global batch's mean loss, *norm = the gradient norm (NaN without clipping).  Returns 0
  * or MT_EX_SOFTWARE when the loss is not finite (reported, naming micro-batch and rank). */
 int train_step(Trainer *t, uint64_t step, Batch *b, double *loss, double *norm);

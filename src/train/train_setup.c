@@ -101,6 +101,7 @@ static int setup_split(Trainer *t)
         .servers = c->parallel_servers,
         .consistency = c->parallel_consistency,
         .staleness = c->parallel_staleness,
+        .server_ranks = c->parallel_server_ranks,
     };
     if (!(t->sops = strategy_find(c->parallel_mode))) return err_code();
     int st = t->sops->plan(&t->sconf, t->rank, t->world, t->M, &t->split);
@@ -242,7 +243,7 @@ int train_setup_run(Trainer *t, int resumed)
      * diagnostic; both paths give the same bits, tests/e2e/test_determinism_threads.sh) */
     const char *ex = getenv("MPITRAIN_EXEC");
     ExecConf ec = {.threads = t->threads, .mb_rows = t->mb_rows,
-                   .nmb = t->split.mb_hi - t->split.mb_lo,
+                   .nmb = MT_MAX(1, t->split.mb_hi - t->split.mb_lo), /* a server: 1, unused */
                    .per_mb = ex && !strcmp(ex, "per-mb"), .dev = t->dev};
     t->exec = exec_create(&t->model, &ec);
     LoaderConf lc = {
@@ -254,7 +255,8 @@ int train_setup_run(Trainer *t, int resumed)
         .mb_hi = t->split.mb_hi,
         .prefetch = c->data_prefetch,
     };
-    st = loader_create(t->train_ds, &lc, t->step, &t->loader);
+    /* only ranks that compute read training data (a parameter server does not) */
+    if (t->split.computes) st = loader_create(t->train_ds, &lc, t->step, &t->loader);
     if ((st = train_agree(t, st, "starting the data loader"))) return st;
     train_report_banner(t, cpu_cores_available());
     return 0;

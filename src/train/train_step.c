@@ -21,7 +21,7 @@ int train_step(Trainer *t, uint64_t step, Batch *b, double *loss_out, double *no
 {
     const Config *c = &t->cfg;
     double t0 = now_s();
-    trace_event(t->trace, "data", t0 - b->wait_s, t0, step);
+    if (b) trace_event(t->trace, "data", t0 - b->wait_s, t0, step);
 
     OptStep os;
     optstep_begin(&os, t->dev, &t->oc, sched_lr(&t->sc, step, t->total_steps), step + 1,
@@ -34,18 +34,22 @@ int train_step(Trainer *t, uint64_t step, Batch *b, double *loss_out, double *no
     watchdog_step(step, "compute");
     int64_t correct = 0;
     memset(t->mb_loss, 0, t->M * sizeof(double));
-    exec_set_chunk_hook(t->exec, h.chunk_done, h.chunk_arg);
-    exec_train(t->exec, t->params, b->x, b->y, (uint64_t)c->train_seed, step, t->split.mb_lo,
-               1.0f / (float)t->B, t->grads, t->mb_loss + t->split.mb_lo, &correct, h.ready,
-               h.poll, h.arg);
-    exec_set_chunk_hook(t->exec, NULL, NULL);
+    if (t->split.computes) { /* b: this rank's micro-batches */
+        exec_set_chunk_hook(t->exec, h.chunk_done, h.chunk_arg);
+        exec_train(t->exec, t->params, b->x, b->y, (uint64_t)c->train_seed, step,
+                   t->split.mb_lo, 1.0f / (float)t->B, t->grads, t->mb_loss + t->split.mb_lo,
+                   &correct, h.ready, h.poll, h.arg);
+        exec_set_chunk_hook(t->exec, NULL, NULL);
+    }
     double tc = now_s();
     trace_event(t->trace, "forward+backward", t0, tc, step);
     watchdog_step(step, "allreduce");
     strategy_reduce_end(t->strategy);
     trace_event(t->trace, "comm (exposed)", tc, now_s(), step);
-    t->win.wait += b->wait_s;
-    loader_release(t->loader, b);
+    if (b) {
+        t->win.wait += b->wait_s;
+        loader_release(t->loader, b);
+    }
 
     /* loss: disjoint contributions -> exact sum; then the canonical tree */
     comm_allreduce(t->comm, t->mb_loss, (size_t)t->M, COMM_F64);

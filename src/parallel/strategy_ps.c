@@ -1,0 +1,508 @@
+/* strategy_ps.c — parameter servers (parallel.mode = ps) as a parallel strategy.
+ *
+ * Roles.  parallel.servers = S ranks serve, the other W = N - S are workers
+ * (parallel.server_ranks: `last`, the default, puts the servers on the last S ranks, so
+ * rank 0 is a worker; `first` on ranks 0..S-1).  Worker w computes micro-batches
+ * [w*M/W, (w+1)*M/W) exactly as data-parallel rank w of W would.
+ *
+ * Sharding.  The slab [0, nparams) is cut into S contiguous ranges at SLAB_BLOCK
+ * boundaries, balanced by bytes (server s: blocks [s*nb/S, (s+1)*nb/S) of the nb blocks;
+ * max/mean <= 1 + S*SLAB_BLOCK/nparams, logged).  Server s owns the parameters and the
+ * optimizer state of its range and applies the updates; it needs no per-worker copy of
+ * its range: gradients arrive in chunks of PS_CHUNK floats into W * PS_WINDOW chunk
+ * buffers.
+ *
+ * A step (consistency = sync).  A worker computes its micro-batches; as the executor
+ * reports each layer's local gradient final (backward order, top of the slab first), the
+ * chunks above the lowest ready offset are pushed to their servers (tag PS_TAG_GRAD), and
+ * a receive for the chunk's updated parameters is posted into the parameter slab (safe:
+ * the backward no longer reads parameters above that offset).  A server receives chunk c
+ * from every worker, sums the W partials along the canonical tree (the rule of COMM_DET:
+ * pairs (2i, 2i+1) folded first when W is not a power of two, then the balanced tree,
+ * lower + upper), applies the optimizer to the chunk at once (or, with clipping, after the
+ * global norm of the whole step is known) and sends the new parameters to every worker
+ * (PS_TAG_PARAM).  With W a power of two dividing M each worker's sum is a subtree of the
+ * canonical tree, so the parameters after every step equal those of allreduce with
+ * reduce = deterministic at any rank count, bit for bit (tests/e2e/test_ps.sh).
+ * A server progresses every worker with non-blocking receives (testany over one request
+ * set), never waiting on one of them.
+ *
+ * Not built yet (plan refuses them with a message): consistency = delayed, ssp, async;
+ * server_ranks = spread. */
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "core/common.h"
+#include "core/optim.h"
+#include "core/slab.h"
+#include "parallel/coll.h"
+#include "parallel/strategy.h"
+
+#define PS_CHUNK (64 * 1024) /* floats per message (256 KB) */
+#define PS_WINDOW 4          /* chunks a server receives at once */
+#define PS_TAG_GRAD 1
+#define PS_TAG_PARAM 2
+
+typedef struct {
+    size_t lo, hi; /* slab range */
+    int server;    /* its server's index */
+} PsChunk;
+
+typedef struct {
+    Strategy base;
+    Comm *comm;
+    size_t nparams;
+    int S, W;
+    int first;           /* servers are ranks 0..S-1 (else the last S) */
+    int server;          /* this rank's server index, or -1 (a worker) */
+    int worker;          /* this rank's worker index, or -1 (a server) */
+    size_t *rlo, *rhi;   /* (S) the servers' ranges */
+    char mode[64];
+    /* the chunks: of the whole slab (worker) or of this server's range (server), in the
+     * order workers push them: descending offsets */
+    PsChunk *chunks;
+    int nchunks;
+    CommP2p *set;
+    /* the step */
+    StrategyStep step;
+    float *params, *grads;
+    int fused;           /* server: the update is applied chunk by chunk as summed */
+    double t_exposed, t_comm;
+    /* worker */
+    size_t ready_lo;     /* every offset >= ready_lo has its final local gradient */
+    int next;            /* next chunk to push */
+    /* server: window buffer i holds the partials of chunk (k % PS_WINDOW == i) */
+    float *rbuf;         /* (PS_WINDOW, W, PS_CHUNK) */
+    int arrived[PS_WINDOW];
+    int posted;          /* chunks whose receives have been posted */
+    int done;            /* chunks summed (and, when fused, updated and sent) */
+    int sent;            /* chunks whose parameters have been sent */
+} PsStrategy;
+
+static PsStrategy *pss(Strategy *s) { return (PsStrategy *)s; }
+static const PsStrategy *cpss(const Strategy *s) { return (const PsStrategy *)s; }
+
+/* ---- roles and ranges -------------------------------------------------------- */
+
+static int role_of(const StrategyConf *c, int rank, int world, int *server, int *worker)
+{
+    int S = c->servers, W = world - S;
+    int first = !strcmp(c->server_ranks, "first");
+    int is_server = first ? rank < S : rank >= W;
+    *server = is_server ? (first ? rank : rank - W) : -1;
+    *worker = is_server ? -1 : (first ? rank - S : rank);
+    return is_server;
+}
+
+static int server_rank(const PsStrategy *p, int s) { return p->first ? s : p->W + s; }
+static int worker_rank(const PsStrategy *p, int w) { return p->first ? p->S + w : w; }
+
+/* Server s of S: blocks [s*nb/S, (s+1)*nb/S) of the slab's nb SLAB_BLOCK blocks. */
+static void server_range(size_t n, int S, int s, size_t *lo, size_t *hi)
+{
+    size_t nb = (n + SLAB_BLOCK - 1) / SLAB_BLOCK;
+    size_t b0 = nb * (size_t)s / (size_t)S, b1 = nb * (size_t)(s + 1) / (size_t)S;
+    *lo = MT_MIN(n, b0 * SLAB_BLOCK);
+    *hi = MT_MIN(n, b1 * SLAB_BLOCK);
+}
+
+static int ps_plan(const StrategyConf *c, int rank, int world, int M, StrategySplit *out)
+{
+    int S = c->servers, W = world - S;
+    if (S < 1)
+        return err_set(MT_EX_CONFIG, "parallel.mode = ps needs parallel.servers >= 1 (it is %d)", S);
+    if (W < 1)
+        return err_set(MT_EX_CONFIG,
+                       "parallel.mode = ps with parallel.servers = %d on %d ranks leaves no "
+                       "worker: run at least %d ranks (servers + workers) or lower "
+                       "parallel.servers", S, world, S + 1);
+    if (W > M)
+        return err_set(MT_EX_CONFIG,
+                       "%d workers (%d ranks - parallel.servers = %d) but train.micro_batches = %d: "
+                       "every worker needs at least one micro-batch; run with at most %d "
+                       "workers or --set train.micro_batches=%d",
+                       W, world, S, M, M, W);
+    if (strcmp(c->consistency, "sync") != 0)
+        return err_set(MT_EX_CONFIG,
+                       "parallel.consistency = %s is not available in this build yet (ps mode "
+                       "has: sync)", c->consistency);
+    if (strcmp(c->server_ranks, "first") != 0 && strcmp(c->server_ranks, "last") != 0)
+        return err_set(MT_EX_CONFIG,
+                       "parallel.server_ranks = %s is not available in this build yet (allowed "
+                       "now: first, last)", c->server_ranks);
+    int server, worker;
+    int is_server = role_of(c, rank, world, &server, &worker);
+    out->computes = !is_server;
+    out->worker = worker;
+    out->workers = W;
+    out->mb_lo = is_server ? 0 : (int)((int64_t)worker * M / W);
+    out->mb_hi = is_server ? 0 : (int)((int64_t)(worker + 1) * M / W);
+    out->n_invariant = (W & (W - 1)) == 0 && M % W == 0;
+    return 0;
+}
+
+/* The chunks of servers [s0, s1) in push order (descending offsets). */
+static int make_chunks(const PsStrategy *p, int s0, int s1, PsChunk **out)
+{
+    int n = 0;
+    for (int s = s0; s < s1; s++) n += (int)((p->rhi[s] - p->rlo[s] + PS_CHUNK - 1) / PS_CHUNK);
+    PsChunk *c = xcalloc((size_t)MT_MAX(n, 1), sizeof *c);
+    int k = 0;
+    for (int s = s1 - 1; s >= s0; s--) {
+        size_t lo = p->rlo[s], hi = p->rhi[s];
+        int m = (int)((hi - lo + PS_CHUNK - 1) / PS_CHUNK);
+        for (int j = m - 1; j >= 0; j--, k++) {
+            c[k].lo = lo + (size_t)j * PS_CHUNK;
+            c[k].hi = MT_MIN(hi, c[k].lo + PS_CHUNK);
+            c[k].server = s;
+        }
+    }
+    *out = c;
+    return n;
+}
+
+static int ps_create(Comm *comm, const StrategyConf *c, size_t nparams, int nstates,
+                     Strategy **out)
+{
+    (void)nstates;
+    PsStrategy *p = xcalloc(1, sizeof *p);
+    p->base.ops = &strategy_ps_ops;
+    p->comm = comm;
+    p->nparams = nparams;
+    p->S = c->servers;
+    p->W = comm->size - c->servers;
+    p->first = !strcmp(c->server_ranks, "first");
+    role_of(c, comm->rank, comm->size, &p->server, &p->worker);
+    p->rlo = xcalloc((size_t)p->S, sizeof(size_t));
+    p->rhi = xcalloc((size_t)p->S, sizeof(size_t));
+    for (int s = 0; s < p->S; s++) server_range(nparams, p->S, s, &p->rlo[s], &p->rhi[s]);
+    snprintf(p->mode, sizeof p->mode, "ps/%s/%ds", c->consistency, p->S);
+    int slots;
+    if (p->worker >= 0) {
+        /* slot 2k: the push of chunk k, 2k + 1: the receive of its new parameters */
+        p->nchunks = make_chunks(p, 0, p->S, &p->chunks);
+        slots = 2 * p->nchunks;
+    } else {
+        /* slot i*W + w: window i's receive from worker w; then W sends per chunk */
+        p->nchunks = make_chunks(p, p->server, p->server + 1, &p->chunks);
+        slots = p->W * PS_WINDOW + p->W * p->nchunks;
+        p->rbuf = xaligned((size_t)PS_WINDOW * (size_t)p->W * PS_CHUNK * sizeof(float));
+    }
+    CHECK(comm_p2p_create(comm, MT_MAX(slots, 1), &p->set) == 0);
+    *out = &p->base;
+    return 0;
+}
+
+static void ps_destroy(Strategy *s)
+{
+    PsStrategy *p = pss(s);
+    comm_p2p_destroy(p->comm, p->set);
+    free(p->rbuf);
+    free(p->chunks);
+    free(p->rlo);
+    free(p->rhi);
+    free(p);
+}
+
+static void ps_describe(const Strategy *s, char *buf, size_t n)
+{
+    const PsStrategy *p = cpss(s);
+    size_t mx = 0;
+    for (int i = 0; i < p->S; i++) mx = MT_MAX(mx, p->rhi[i] - p->rlo[i]);
+    double mean = (double)p->nparams / p->S;
+    snprintf(buf, n, "parameter servers: %d server%s on ranks %d-%d, %d worker%s, consistency "
+             "sync; parameters per server max/mean %.4f",
+             p->S, p->S > 1 ? "s" : "", server_rank(p, 0), server_rank(p, p->S - 1), p->W,
+             p->W > 1 ? "s" : "", mean > 0 ? (double)mx / mean : 1.0);
+}
+
+static const char *ps_mode(const Strategy *s) { return cpss(s)->mode; }
+static float *ps_shared_grads(Strategy *s) { (void)s; return NULL; }
+static void ps_share_params(Strategy *s, float **params) { (void)s; (void)params; }
+static int ps_owns_params(const Strategy *s, const float *p) { (void)s; (void)p; return 0; }
+static int ps_sharded(const Strategy *s) { (void)s; return 1; }
+
+static size_t ps_state_len(const Strategy *s)
+{
+    const PsStrategy *p = cpss(s);
+    return p->server >= 0 ? p->rhi[p->server] - p->rlo[p->server] : 0;
+}
+
+/* ---- worker ------------------------------------------------------------------- */
+
+/* Push every chunk at or above ready_lo not pushed yet (push order), and post the
+ * receive of its new parameters. */
+static void worker_push(PsStrategy *p)
+{
+    while (p->next < p->nchunks && p->chunks[p->next].lo >= p->ready_lo) {
+        const PsChunk *c = &p->chunks[p->next];
+        int sr = server_rank(p, c->server);
+        CHECK(comm_isend(p->comm, p->set, 2 * p->next, p->grads + c->lo, c->hi - c->lo,
+                         COMM_F32, sr, PS_TAG_GRAD) == 0);
+        CHECK(comm_irecv(p->comm, p->set, 2 * p->next + 1, p->params + c->lo, c->hi - c->lo,
+                         COMM_F32, sr, PS_TAG_PARAM) == 0);
+        p->next++;
+    }
+}
+
+static void worker_ready(void *arg, size_t lo, size_t hi)
+{
+    PsStrategy *p = arg;
+    (void)hi;
+    double t0 = now_s();
+    if (lo < p->ready_lo) p->ready_lo = lo;
+    worker_push(p);
+    p->t_comm += now_s() - t0;
+}
+
+static void worker_poll(void *arg)
+{
+    PsStrategy *p = arg;
+    double t0 = now_s();
+    int slot;
+    do comm_p2p_testany(p->comm, p->set, &slot, NULL); while (slot >= 0);
+    p->t_comm += now_s() - t0;
+}
+
+/* ---- server ------------------------------------------------------------------- */
+
+static void server_post(PsStrategy *p, int k)
+{
+    const PsChunk *c = &p->chunks[k];
+    int i = k % PS_WINDOW;
+    for (int w = 0; w < p->W; w++)
+        CHECK(comm_irecv(p->comm, p->set, i * p->W + w,
+                         p->rbuf + ((size_t)i * p->W + (size_t)w) * PS_CHUNK, c->hi - c->lo,
+                         COMM_F32, worker_rank(p, w), PS_TAG_GRAD) == 0);
+    p->arrived[i] = 0;
+}
+
+/* leaves v[0..n) of m floats each: v[lo] = T(lo, hi), lower + upper (n a power of two) */
+static void tree_in_place(float *const *v, int lo, int hi, size_t m)
+{
+    if (hi - lo < 2) return;
+    int mid = lo + (hi - lo) / 2;
+    tree_in_place(v, lo, mid, m);
+    tree_in_place(v, mid, hi, m);
+    coll_add_f32(v[lo], v[lo], v[mid], m);
+}
+
+/* grads[c] = the canonical sum of the W partials of window i (the rule of COMM_DET) */
+static void server_sum(PsStrategy *p, int k)
+{
+    const PsChunk *c = &p->chunks[k];
+    size_t m = c->hi - c->lo;
+    int i = k % PS_WINDOW, W = p->W;
+    float *leaf[64], *part[128];
+    CHECK(W <= 128);
+    for (int w = 0; w < W; w++) part[w] = p->rbuf + ((size_t)i * W + (size_t)w) * PS_CHUNK;
+    int P = 1;
+    while (P * 2 <= W) P *= 2;
+    int E = W - P;
+    for (int j = 0; j < P; j++) {
+        if (j < E) {
+            coll_add_f32(part[2 * j], part[2 * j], part[2 * j + 1], m);
+            leaf[j] = part[2 * j];
+        } else {
+            leaf[j] = part[j + E];
+        }
+    }
+    tree_in_place(leaf, 0, P, m);
+    memcpy(p->grads + c->lo, leaf[0], m * sizeof(float));
+}
+
+/* send chunk k's parameters to every worker */
+static void server_send(PsStrategy *p, int k)
+{
+    const PsChunk *c = &p->chunks[k];
+    for (int w = 0; w < p->W; w++)
+        CHECK(comm_isend(p->comm, p->set, p->W * PS_WINDOW + k * p->W + w, p->params + c->lo,
+                         c->hi - c->lo, COMM_F32, worker_rank(p, w), PS_TAG_PARAM) == 0);
+    p->sent++;
+}
+
+/* the update of chunk k (its state at its offset in the server's range) */
+static void server_update_chunk(PsStrategy *p, int k)
+{
+    const PsChunk *c = &p->chunks[k];
+    p->step.update(p->step.update_arg, c->lo, c->hi, c->lo - p->rlo[p->server]);
+}
+
+/* Receive, sum and (fused) update and send every chunk of the step, in push order;
+ * whichever worker's message arrives first is taken first. */
+static void server_serve(PsStrategy *p)
+{
+    while (p->done < p->nchunks) {
+        int slot = -1;
+        CommStatus st;
+        comm_p2p_waitany(p->comm, p->set, &slot, &st);
+        CHECK(slot >= 0);
+        if (slot < p->W * PS_WINDOW) p->arrived[slot / p->W]++;
+        while (p->done < p->nchunks && p->arrived[p->done % PS_WINDOW] == p->W) {
+            int k = p->done;
+            server_sum(p, k);
+            if (p->fused) {
+                server_update_chunk(p, k);
+                server_send(p, k);
+            }
+            p->done++;
+            if (p->posted < p->nchunks) server_post(p, p->posted++);
+            else p->arrived[k % PS_WINDOW] = -1;
+        }
+    }
+}
+
+/* ---- the step ----------------------------------------------------------------- */
+
+static void ps_step_begin(Strategy *s, const StrategyStep *step, float *params, float *grads,
+                          StrategyHooks *h)
+{
+    PsStrategy *p = pss(s);
+    p->step = *step;
+    p->params = params;
+    p->grads = grads;
+    p->t_exposed = p->t_comm = 0;
+    memset(h, 0, sizeof *h);
+    if (p->worker >= 0) {
+        p->ready_lo = p->nparams;
+        p->next = 0;
+        h->ready = worker_ready;
+        h->poll = worker_poll;
+        h->arg = p;
+    } else {
+        /* without clipping each chunk is updated as soon as its sum is formed */
+        p->fused = !step->global;
+        p->done = p->sent = 0;
+        p->posted = 0;
+        while (p->posted < MT_MIN(PS_WINDOW, p->nchunks)) server_post(p, p->posted++);
+    }
+}
+
+static void ps_reduce_end(Strategy *s)
+{
+    PsStrategy *p = pss(s);
+    double t0 = now_s();
+    if (p->worker >= 0) {
+        p->ready_lo = 0; /* the executor has reported every range */
+        worker_push(p);
+    } else {
+        server_serve(p);
+    }
+    double dt = now_s() - t0;
+    p->t_exposed += dt;
+    p->t_comm += dt;
+}
+
+static void ps_clip_partials(Strategy *s, const float *grads, double *partial)
+{
+    PsStrategy *p = pss(s);
+    size_t nb = clip_nblocks(p->nparams);
+    memset(partial, 0, nb * sizeof(double));
+    if (p->server >= 0)
+        clip_block_sumsq(grads, p->nparams, p->rlo[p->server], p->rhi[p->server], partial);
+    /* every block has one contributor (the ranges are block-aligned): the sum is exact */
+    comm_allreduce(p->comm, partial, nb, COMM_F64);
+}
+
+/* StrategyRangeFn over a server's range */
+typedef struct {
+    PsStrategy *p;
+} RangeJob;
+
+static void range_update(void *arg, size_t a, size_t b)
+{
+    PsStrategy *p = ((RangeJob *)arg)->p;
+    size_t lo = p->rlo[p->server];
+    p->step.update(p->step.update_arg, lo + a, lo + b, a);
+}
+
+static void ps_update(Strategy *s, StrategyRunFn run, void *runner)
+{
+    PsStrategy *p = pss(s);
+    double t0 = now_s();
+    if (p->server >= 0) {
+        if (!p->fused) {
+            RangeJob j = {p};
+            run(runner, p->rhi[p->server] - p->rlo[p->server], range_update, &j);
+            for (int k = 0; k < p->nchunks; k++) server_send(p, k);
+        }
+    }
+    /* every request of the step: pushes, parameter receives (worker), sends (server) */
+    int slot;
+    do comm_p2p_waitany(p->comm, p->set, &slot, NULL); while (slot >= 0);
+    double dt = now_s() - t0;
+    p->t_exposed += dt;
+    p->t_comm += dt;
+}
+
+static double ps_exposed(const Strategy *s) { return cpss(s)->t_exposed; }
+static double ps_comm(const Strategy *s) { return cpss(s)->t_comm; }
+
+/* ---- checkpoints -------------------------------------------------------------- */
+
+/* counts[r] (floats) of rank r's contribution: its server range, 0 for a worker */
+static void range_counts(const PsStrategy *p, size_t *counts)
+{
+    for (int r = 0; r < p->comm->size; r++) counts[r] = 0;
+    for (int s = 0; s < p->S; s++) counts[server_rank(p, s)] = p->rhi[s] - p->rlo[s];
+}
+
+static void ps_gather_states(Strategy *s, float *const *states, float *const *full, int n)
+{
+    PsStrategy *p = pss(s);
+    size_t *counts = xcalloc((size_t)p->comm->size, sizeof(size_t));
+    range_counts(p, counts);
+    size_t mine = counts[p->comm->rank];
+    /* the servers' ranges tile the slab in rank order (first or last placement) */
+    for (int k = 0; k < n; k++)
+        comm_allgatherv(p->comm, states[k], mine, full[k], counts, COMM_F32);
+    free(counts);
+}
+
+static void ps_scatter_states(const Strategy *s, float *const *full, float *const *states, int n)
+{
+    const PsStrategy *p = cpss(s);
+    if (p->server < 0) return;
+    size_t lo = p->rlo[p->server], len = p->rhi[p->server] - lo;
+    for (int k = 0; k < n; k++) memcpy(states[k], full[k] + lo, len * sizeof(float));
+}
+
+/* A server holds only its own range up to date: before a checkpoint every rank gets
+ * the whole slab (an allgather of the ranges). */
+static void ps_gather_params(Strategy *s, float *params)
+{
+    PsStrategy *p = pss(s);
+    size_t *counts = xcalloc((size_t)p->comm->size, sizeof(size_t));
+    range_counts(p, counts);
+    size_t mine = counts[p->comm->rank];
+    float *tmp = xaligned(p->nparams * sizeof(float));
+    comm_allgatherv(p->comm, p->server >= 0 ? params + p->rlo[p->server] : params, mine, tmp,
+                    counts, COMM_F32);
+    memcpy(params, tmp, p->nparams * sizeof(float));
+    free(tmp);
+    free(counts);
+}
+
+const StrategyOps strategy_ps_ops = {
+    .name = "ps",
+    .plan = ps_plan,
+    .create = ps_create,
+    .destroy = ps_destroy,
+    .describe = ps_describe,
+    .mode = ps_mode,
+    .shared_grads = ps_shared_grads,
+    .share_params = ps_share_params,
+    .owns_params = ps_owns_params,
+    .state_len = ps_state_len,
+    .sharded = ps_sharded,
+    .step_begin = ps_step_begin,
+    .reduce_end = ps_reduce_end,
+    .clip_partials = ps_clip_partials,
+    .update = ps_update,
+    .exposed_s = ps_exposed,
+    .comm_s = ps_comm,
+    .gather_states = ps_gather_states,
+    .scatter_states = ps_scatter_states,
+    .gather_params = ps_gather_params,
+};
