@@ -29,11 +29,13 @@
  *
  * Not built yet (plan refuses them with a message): consistency = delayed, ssp, async;
  * server_ranks = spread. */
+#include <sched.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
 #include "core/common.h"
+#include "core/cpuinfo.h"
 #include "core/optim.h"
 #include "core/slab.h"
 #include "parallel/coll.h"
@@ -64,6 +66,8 @@ typedef struct {
     PsChunk *chunks;
     int nchunks;
     CommP2p *set;
+    int inflight;        /* requests posted and not yet seen finished */
+    int yield;           /* more ranks on this node than CPUs: waiting yields the CPU */
     /* the step */
     StrategyStep step;
     float *params, *grads;
@@ -190,6 +194,7 @@ static int ps_create(Comm *comm, const StrategyConf *c, size_t nparams, int nsta
         p->rbuf = xaligned((size_t)PS_WINDOW * (size_t)p->W * PS_CHUNK * sizeof(float));
     }
     CHECK(comm_p2p_create(comm, MT_MAX(slots, 1), &p->set) == 0);
+    p->yield = comm->local_size > cpu_cores_available();
     *out = &p->base;
     return 0;
 }
@@ -229,6 +234,38 @@ static size_t ps_state_len(const Strategy *s)
     return p->server >= 0 ? p->rhi[p->server] - p->rlo[p->server] : 0;
 }
 
+/* ---- requests ----------------------------------------------------------------- */
+
+static void post_send(PsStrategy *p, int slot, const float *buf, size_t n, int dest, int tag)
+{
+    CHECK(comm_isend(p->comm, p->set, slot, buf, n, COMM_F32, dest, tag) == 0);
+    p->inflight++;
+}
+
+static void post_recv(PsStrategy *p, int slot, float *buf, size_t n, int source, int tag)
+{
+    CHECK(comm_irecv(p->comm, p->set, slot, buf, n, COMM_F32, source, tag) == 0);
+    p->inflight++;
+}
+
+/* One finished request (its slot), or -1 when none is in flight.  Waits without
+ * blocking inside MPI, so a rank sharing its CPU with others (oversubscribed) yields it
+ * while it waits; whichever request finishes first is returned. */
+static int next_done(PsStrategy *p, int block)
+{
+    for (int spins = 0;; spins++) {
+        if (p->inflight == 0) return -1;
+        int slot = -1;
+        comm_p2p_testany(p->comm, p->set, &slot, NULL);
+        if (slot >= 0) {
+            p->inflight--;
+            return slot;
+        }
+        if (!block) return -1;
+        if (p->yield || spins > 1000) sched_yield();
+    }
+}
+
 /* ---- worker ------------------------------------------------------------------- */
 
 /* Push every chunk at or above ready_lo not pushed yet (push order), and post the
@@ -238,10 +275,8 @@ static void worker_push(PsStrategy *p)
     while (p->next < p->nchunks && p->chunks[p->next].lo >= p->ready_lo) {
         const PsChunk *c = &p->chunks[p->next];
         int sr = server_rank(p, c->server);
-        CHECK(comm_isend(p->comm, p->set, 2 * p->next, p->grads + c->lo, c->hi - c->lo,
-                         COMM_F32, sr, PS_TAG_GRAD) == 0);
-        CHECK(comm_irecv(p->comm, p->set, 2 * p->next + 1, p->params + c->lo, c->hi - c->lo,
-                         COMM_F32, sr, PS_TAG_PARAM) == 0);
+        post_send(p, 2 * p->next, p->grads + c->lo, c->hi - c->lo, sr, PS_TAG_GRAD);
+        post_recv(p, 2 * p->next + 1, p->params + c->lo, c->hi - c->lo, sr, PS_TAG_PARAM);
         p->next++;
     }
 }
@@ -260,8 +295,8 @@ static void worker_poll(void *arg)
 {
     PsStrategy *p = arg;
     double t0 = now_s();
-    int slot;
-    do comm_p2p_testany(p->comm, p->set, &slot, NULL); while (slot >= 0);
+    while (next_done(p, 0) >= 0) {
+    }
     p->t_comm += now_s() - t0;
 }
 
@@ -272,9 +307,8 @@ static void server_post(PsStrategy *p, int k)
     const PsChunk *c = &p->chunks[k];
     int i = k % PS_WINDOW;
     for (int w = 0; w < p->W; w++)
-        CHECK(comm_irecv(p->comm, p->set, i * p->W + w,
-                         p->rbuf + ((size_t)i * p->W + (size_t)w) * PS_CHUNK, c->hi - c->lo,
-                         COMM_F32, worker_rank(p, w), PS_TAG_GRAD) == 0);
+        post_recv(p, i * p->W + w, p->rbuf + ((size_t)i * p->W + (size_t)w) * PS_CHUNK,
+                  c->hi - c->lo, worker_rank(p, w), PS_TAG_GRAD);
     p->arrived[i] = 0;
 }
 
@@ -317,8 +351,8 @@ static void server_send(PsStrategy *p, int k)
 {
     const PsChunk *c = &p->chunks[k];
     for (int w = 0; w < p->W; w++)
-        CHECK(comm_isend(p->comm, p->set, p->W * PS_WINDOW + k * p->W + w, p->params + c->lo,
-                         c->hi - c->lo, COMM_F32, worker_rank(p, w), PS_TAG_PARAM) == 0);
+        post_send(p, p->W * PS_WINDOW + k * p->W + w, p->params + c->lo, c->hi - c->lo,
+                  worker_rank(p, w), PS_TAG_PARAM);
     p->sent++;
 }
 
@@ -334,10 +368,8 @@ static void server_update_chunk(PsStrategy *p, int k)
 static void server_serve(PsStrategy *p)
 {
     while (p->done < p->nchunks) {
-        int slot = -1;
-        CommStatus st;
-        comm_p2p_waitany(p->comm, p->set, &slot, &st);
-        CHECK(slot >= 0);
+        int slot = next_done(p, 1);
+        CHECK(slot >= 0); /* the receives of the next chunk are posted */
         if (slot < p->W * PS_WINDOW) p->arrived[slot / p->W]++;
         while (p->done < p->nchunks && p->arrived[p->done % PS_WINDOW] == p->W) {
             int k = p->done;
@@ -429,8 +461,8 @@ static void ps_update(Strategy *s, StrategyRunFn run, void *runner)
         }
     }
     /* every request of the step: pushes, parameter receives (worker), sends (server) */
-    int slot;
-    do comm_p2p_waitany(p->comm, p->set, &slot, NULL); while (slot >= 0);
+    while (next_done(p, 1) >= 0) {
+    }
     double dt = now_s() - t0;
     p->t_exposed += dt;
     p->t_comm += dt;

@@ -5,10 +5,11 @@
  * the executor's hooks (ready / poll / chunk_done, simulated here) -> reduce_end ->
  * [clip partials] -> update, and the checkpoint gather/scatter of the optimizer state.
  * The "optimizer" is a fake with a state: p -= 0.5 * g * scale, state = g * scale, so
- * after each step every rank must hold, bit for bit, the parameters and (gathered) state
- * computed here from the canonical sum of all ranks' gradients (collref.h).  Each
- * strategy in every configuration that changes its path: reduce, zero, shm, clipping
- * (no fusion), hold (an async snapshot). */
+ * after each step (and strategy_gather_params) every rank must hold, bit for bit, the
+ * parameters and (gathered) state computed here from the canonical sum of the computing
+ * ranks' gradients (collref.h: worker w's input is gen_f32(seed, w, i)).  Each
+ * strategy in every configuration that changes its path: zero, shm, clipping (no
+ * fusion), hold (an async snapshot), the servers' placement (first or last ranks). */
 #include <math.h>
 #include <stdlib.h>
 #include <string.h>
@@ -58,23 +59,33 @@ static float canon(uint64_t seed, size_t i, int N)
 }
 
 static int run_case(const StrategyOps *ops, const char *reduce, int zero, const char *shm,
-                    int global, int hold, size_t n)
+                    int global, int hold, size_t n, const char *place)
 {
-    int N = g_comm->size, me = g_comm->rank, ok = 1;
+    int N = g_comm->size, me = g_comm->rank, ok = 1; /* N ranks, W of them compute */
     StrategyConf sc = {.mode = ops->name, .reduce = reduce, .bucket_mb = 0.02, .zero = zero,
-                       .shm = shm, .servers = 1, .consistency = "sync", .staleness = 0};
+                       .shm = shm, .servers = 1, .consistency = "sync", .staleness = 0,
+                       .server_ranks = place};
     int M = 4 * N;
     StrategySplit sp;
-    if (ops->plan(&sc, me, N, M, &sp) != 0) return mpitest_all(0);
+    /* a strategy may refuse this world (parameter servers need 2 ranks): then every rank
+     * refuses alike, and the data-parallel strategy never does */
+    int refused = ops->plan(&sc, me, N, M, &sp) != 0;
+    if (refused) return mpitest_all(strcmp(ops->name, "allreduce") != 0);
+    int W = sp.workers, who = sp.worker;
     /* the splits of all ranks tile [0, M) in rank order */
     int lo_all = 0;
     for (int r = 0; r < N; r++) {
         StrategySplit s2;
         ops->plan(&sc, r, N, M, &s2);
+        if (!s2.computes) {
+            if (s2.mb_hi != s2.mb_lo) ok = 0; /* a server computes nothing */
+            continue;
+        }
         if (s2.mb_lo != lo_all || s2.mb_hi < s2.mb_lo) ok = 0;
         lo_all = s2.mb_hi;
     }
     if (lo_all != M) ok = 0;
+    if (sp.computes != (who >= 0) || W < 1 || W > N) ok = 0;
     Strategy *s = NULL;
     if (strategy_create(ops, g_comm, &sc, n, 1, &s) != 0) return mpitest_all(0);
     float *grads = strategy_shared_grads(s);
@@ -97,7 +108,8 @@ static int run_case(const StrategyOps *ops, const char *reduce, int zero, const 
         StrategyHooks h;
         strategy_step_begin(s, &st, params, grads, &h);
         if ((global || hold) && h.chunk_done) ok = 0; /* nothing may be fused then */
-        for (size_t i = 0; i < n; i++) grads[i] = gen_f32(seed, me, i);
+        /* the computing ranks' partials (worker w's: input w) */
+        if (sp.computes) for (size_t i = 0; i < n; i++) grads[i] = gen_f32(seed, who, i);
         /* the executor: layers final from the top down, then (fused) the chunks */
         int L = 3;
         for (int l = L - 1; l >= 0; l--) {
@@ -115,7 +127,7 @@ static int run_case(const StrategyOps *ops, const char *reduce, int zero, const 
             strategy_clip_partials(s, grads, part);
             double want = 0, got = 0;
             for (size_t i = 0; i < n; i++) {
-                double g = canon(seed, i, N);
+                double g = canon(seed, i, W);
                 want += g * g;
             }
             for (size_t j = 0; j < clip_nblocks(n); j++) got += part[j];
@@ -125,8 +137,10 @@ static int run_case(const StrategyOps *ops, const char *reduce, int zero, const 
         }
         strategy_update(s, run_serial, NULL);
         if (fo.bad) ok = 0;
+        /* before a checkpoint every rank's parameters are whole (collective) */
+        strategy_gather_params(s, params);
         for (size_t i = 0; i < n; i++) {
-            ref[i] -= 0.5f * (canon(seed, i, N) * fo.scale);
+            ref[i] -= 0.5f * (canon(seed, i, W) * fo.scale);
             if (memcmp(&ref[i], &params[i], sizeof(float))) ok = 0;
         }
         /* checkpoint: the gathered state is the scaled canonical sum everywhere */
@@ -134,7 +148,7 @@ static int run_case(const StrategyOps *ops, const char *reduce, int zero, const 
         if (strategy_sharded(s)) strategy_gather_states(s, states, fulls, 1);
         else memcpy(full, state, n * sizeof(float));
         for (size_t i = 0; i < n; i++) {
-            float want = canon(seed, i, N) * fo.scale;
+            float want = canon(seed, i, W) * fo.scale;
             if (memcmp(&want, &full[i], sizeof want)) ok = 0;
         }
         /* and back: scattering it gives this rank's pieces again */
@@ -163,13 +177,17 @@ static void test_every_strategy(void **state)
     static const size_t sizes[] = {5, 3 * 4096 + 7, 40000};
     for (int k = 0; k < strategy_count(); k++) {
         const StrategyOps *ops = strategy_at(k);
+        /* the keys each strategy reads: zero and shm (allreduce), the placement (ps) */
+        int dp = !strcmp(ops->name, "allreduce");
         for (size_t si = 0; si < sizeof sizes / sizeof *sizes; si++)
-            for (int zero = 0; zero <= 1; zero++)
-                for (int shm = 0; shm <= 1; shm++)
+            for (int zero = 0; zero <= dp; zero++)
+                for (int shm = 0; shm <= dp; shm++)
                     for (int global = 0; global <= 1; global++)
                         for (int hold = 0; hold <= 1; hold++)
-                            assert_true(run_case(ops, "deterministic", zero,
-                                                 shm ? "true" : "false", global, hold, sizes[si]));
+                            for (int first = 0; first <= !dp; first++)
+                                assert_true(run_case(ops, "deterministic", zero,
+                                                     shm ? "true" : "false", global, hold,
+                                                     sizes[si], first ? "first" : "last"));
     }
 }
 

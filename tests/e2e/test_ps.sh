@@ -1,0 +1,89 @@
+#!/usr/bin/env bash
+# Parameter-server mode (parallel.mode = ps, consistency = sync): the parameters and
+# optimizer state after every run equal, bit for bit, those of allreduce with
+# reduce = deterministic (any power-of-two worker count dividing M gives the bits of one
+# rank), with and without clipping, 1 or 2 servers, servers first or last; checkpoints
+# move between the modes and between server and worker counts; SIGTERM checkpoints and
+# exits 75; kill -9 of a server or a worker ends the job within 10 s; impossible
+# placements are refused before training (exit 78, naming the keys).
+source "$(dirname "$0")/lib.sh"
+need_fmnist
+S=240
+small_job p "[checkpoint]" "every_steps = 40" "keep = 3"
+J=$WORK/p.ini
+common=(--set train.steps=$S --set train.eval_every=120)
+ps=(--set parallel.mode=ps --set parallel.zero=0)
+
+note "references: allreduce at N=1, with clipping and without"
+mpi 1 train "$J" "${common[@]}" --set run.dir="$WORK/runs/ref" >"$WORK/ref.log" 2>&1 || { tail "$WORK/ref.log"; fail "reference run"; }
+mpi 1 train "$J" "${common[@]}" --set optim.clip_norm=0 --set run.dir="$WORK/runs/ref0" >"$WORK/ref0.log" 2>&1 || { tail "$WORK/ref0.log"; fail "reference run without clipping"; }
+REF=$(final_ckpt "$WORK/runs/ref"); REF0=$(final_ckpt "$WORK/runs/ref0")
+
+ps_case() { # NAME NP SERVERS PLACEMENT REF [more --set...]
+    local name=$1 np=$2 srv=$3 place=$4 ref=$5; shift 5
+    mpi "$np" train "$J" "${common[@]}" "${ps[@]}" --set parallel.servers="$srv" --set parallel.server_ranks="$place" \
+        --set run.dir="$WORK/runs/$name" "$@" >"$WORK/$name.log" 2>&1 || { tail -n 20 "$WORK/$name.log"; fail "$name: run failed"; }
+    grep -q "parameter servers: $srv server" "$WORK/$name.log" || fail "$name: no role line in the log"
+    same_arrays "$ref" "$(final_ckpt "$WORK/runs/$name")" /model /optim
+    echo "$name: $np ranks, $srv server(s) ($place): bitwise equal to allreduce"
+}
+ps_case clip-s1 3 1 last "$REF"
+ps_case clip-s2-first 4 2 first "$REF"
+ps_case fused-s2 4 2 last "$REF0" --set optim.clip_norm=0
+ps_case w4 5 1 first "$REF" --set train.threads=1
+h5dump -a mode "$(final_ckpt "$WORK/runs/clip-s1")" | grep -q 'ps/sync/1s' || fail "checkpoint mode attribute is not ps/sync/1s"
+
+note "checkpoints move between modes and counts: PS -> allreduce, allreduce -> PS"
+cp -r "$WORK/runs/ref" "$WORK/runs/ar"
+mpi 3 train "$J" "${common[@]}" "${ps[@]}" --set run.dir="$WORK/runs/x1" --set train.steps=$S \
+    --resume "$WORK/runs/ref/checkpoints/step-00000160.h5" >"$WORK/x1.log" 2>&1 || { tail "$WORK/x1.log"; fail "allreduce -> PS resume"; }
+same_arrays "$REF" "$(final_ckpt "$WORK/runs/x1")" /model /optim
+mpi 2 train "$J" "${common[@]}" --set run.dir="$WORK/runs/x2" \
+    --resume "$WORK/runs/clip-s1/checkpoints/step-00000160.h5" >"$WORK/x2.log" 2>&1 || { tail "$WORK/x2.log"; fail "PS -> allreduce resume"; }
+same_arrays "$REF" "$(final_ckpt "$WORK/runs/x2")" /model /optim
+grep -q "mode ps/sync/1s" "$WORK/x2.log" || fail "resume did not report the PS mode of the checkpoint"
+echo "allreduce step 160 -> PS (1 server, 2 workers), PS step 160 -> allreduce N=2: equal"
+
+note "SIGTERM of a PS job -> checkpoint, exit 75; resume auto with 2 servers: same bits"
+run=$WORK/runs/term
+start_bg "$WORK/term.1.log" 3 train "$J" "${common[@]}" "${ps[@]}" --set run.dir="$run"
+wait_ckpt "$run" 40
+kill -TERM $(rank_pids)
+wait_bg
+[ "$BG_RC" -eq 75 ] || { tail -n 20 "$WORK/term.1.log"; fail "exit $BG_RC after SIGTERM, want 75"; }
+stopped=$(latest_step "$run"); [ "$stopped" -lt $S ] || fail "the job finished before it was stopped"
+mpi 4 train "$J" "${common[@]}" "${ps[@]}" --set parallel.servers=2 --set run.dir="$run" --resume auto \
+    >"$WORK/term.2.log" 2>&1 || { tail -n 20 "$WORK/term.2.log"; fail "resume after SIGTERM"; }
+grep -q "resumed from .*step-0*$stopped.h5" "$WORK/term.2.log" || fail "did not resume from step $stopped"
+same_arrays "$REF" "$(final_ckpt "$run")" /model /optim
+echo "stopped at step $stopped by SIGTERM (exit 75), resumed with 2 servers: equal"
+
+note "kill -9 of a worker and of a server: the job exits non-zero within 10 s"
+for victim in first last; do
+    run=$WORK/runs/k$victim
+    start_bg "$WORK/k$victim.log" 3 train "$J" "${ps[@]}" --set train.steps=100000 --set run.dir="$run"
+    wait_ckpt "$run" 40
+    pids=($(rank_pids)); [ ${#pids[@]} -eq 3 ] || fail "expected 3 ranks, found ${#pids[@]}"
+    if [ $victim = first ]; then v=${pids[0]}; else v=${pids[2]}; fi
+    t0=$(date +%s.%N)
+    kill -9 "$v"
+    wait_bg
+    dt=$(awk -v a="$t0" -v b="$(date +%s.%N)" 'BEGIN{print b-a}')
+    [ "$BG_RC" -ne 0 ] || fail "exit 0 after kill -9 of the $victim rank"
+    awk -v d="$dt" 'BEGIN{exit !(d <= 10)}' || fail "took $dt s to exit after kill -9 of the $victim rank"
+    [ -z "$(rank_pids)" ] || fail "ranks left running after the job ended"
+    echo "kill -9 of the $victim rank (pid $v) -> exit $BG_RC after $dt s"
+done
+
+note "impossible placements are refused before training"
+expect_exit 78 mpi 2 train "$J" "${ps[@]}" --set parallel.servers=2 --set run.dir="$WORK/runs/bad"
+expect_out "leaves no worker"
+expect_exit 78 mpi 2 train "$J" "${ps[@]}" --set parallel.consistency=async --set run.dir="$WORK/runs/bad"
+expect_out "parallel.consistency = async is not available"
+expect_exit 78 mpi 2 train "$J" "${ps[@]}" --set parallel.server_ranks=spread --set run.dir="$WORK/runs/bad"
+expect_out "parallel.server_ranks = spread"
+expect_exit 78 mpi 2 train "$J" --set parallel.mode=ps --set parallel.zero=1 --set run.dir="$WORK/runs/bad"
+expect_out "parallel.zero"
+expect_exit 78 mpi 4 train "$J" "${ps[@]}" --set train.micro_batches=2 --set run.dir="$WORK/runs/bad"
+expect_out "3 workers"
+echo "ok: sync parameter servers give the bits of allreduce"
