@@ -100,11 +100,13 @@ const KeyDesc config_keys[] = {
            "when 3 or more ranks share the node"),
     K_INT("parallel", "servers", parallel_servers, 1, 65536, "1",
           "ps mode: how many ranks are parameter servers (parallel.server_ranks says which)"),
-    K_ENUM("parallel", "consistency", parallel_consistency, "sync|async|ssp", "sync",
-           "ps mode: sync (the bits of allreduce with reduce = deterministic); async and ssp "
+    K_ENUM("parallel", "consistency", parallel_consistency, "sync|delayed|async|ssp", "sync",
+           "ps mode: sync (the bits of allreduce with reduce = deterministic), delayed (step t "
+           "computes on the parameters after step t - staleness: reproducible); async and ssp "
            "are planned (refused at start)"),
     K_INT("parallel", "staleness", parallel_staleness, 0, 1000000, "2",
-          "ssp: steps a worker may run ahead of the slowest"),
+          "delayed: the fixed delay s in steps (0 = sync); ssp: steps a worker may run ahead "
+          "of the slowest"),
     K_ENUM("parallel", "server_ranks", parallel_server_ranks, "last|first|spread", "last",
            "ps mode: the servers are the last parallel.servers ranks (rank 0 a worker), the "
            "first ones, or spread (one per node; planned, refused at start)"),

@@ -34,6 +34,7 @@
 #define MPITRAIN_PARALLEL_STRATEGY_H
 
 #include <stddef.h>
+#include <stdint.h>
 
 #include "parallel/comm.h"
 
@@ -69,6 +70,7 @@ typedef void (*StrategyRunFn)(void *runner, size_t n, StrategyRangeFn fn, void *
 
 /* What a step asks of the strategy. */
 typedef struct {
+    uint64_t step;           /* the step being computed (steps completed before it) */
     StrategyUpdateFn update; /* the step's optimizer (lr, step number and grad scale live */
     void *update_arg;        /* in update_arg: core/optstep.h) */
     int global;              /* 1: the update needs the whole step's gradient first
@@ -86,6 +88,9 @@ typedef struct {
     void *arg;                                      /* NULL ready/poll: nothing to report */
     void (*chunk_done)(void *arg, size_t lo, size_t hi); /* summed gradient of a chunk */
     void *chunk_arg;                                /* final: update it now (may be NULL) */
+    const float *params;     /* the parameters to compute this step on (nparams floats),
+                                or NULL: the caller's slab (a delayed parameter server
+                                computes on an older version) */
 } StrategyHooks;
 
 typedef struct Strategy Strategy;

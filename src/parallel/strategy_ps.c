@@ -27,7 +27,12 @@
  * A server progresses every worker with non-blocking receives (testany over one request
  * set), never waiting on one of them.
  *
- * Not built yet (plan refuses them with a message): consistency = delayed, ssp, async;
+ * Delayed (consistency = delayed, staleness s): worker step t computes on version t - s
+ * (the parameters after step t - s; the first s steps of a run on its first version),
+ * kept in a ring of s + 1 versions; the servers work as in sync.  Reproducible and
+ * independent of S and W; s = 0 is sync.  docs/design.md §6 says what it does not do yet.
+ *
+ * Not built yet (plan refuses them with a message): consistency = ssp, async;
  * server_ranks = spread. */
 #include <sched.h>
 #include <stdio.h>
@@ -66,6 +71,8 @@ typedef struct {
     PsChunk *chunks;
     int nchunks;
     CommP2p *set;
+    unsigned char *busy; /* (slots) 1 while the slot's request is in flight */
+    int nslots;
     int inflight;        /* requests posted and not yet seen finished */
     int yield;           /* more ranks on this node than CPUs: waiting yields the CPU */
     /* the step */
@@ -74,6 +81,12 @@ typedef struct {
     int fused;           /* server: the update is applied chunk by chunk as summed */
     double t_exposed, t_comm;
     /* worker */
+    int stale;           /* consistency = delayed: parallel.staleness s (sync: 0) */
+    float **ring;        /* (s + 1) parameter versions: version v in ring[v % (s + 1)]; s = 0: NULL */
+    uint64_t t0;         /* the first step of this run (after a resume: its step) */
+    int started;
+    uint64_t cur;        /* the step in progress */
+    float *recv_into;    /* where this step's new parameters go (version cur + 1) */
     size_t ready_lo;     /* every offset >= ready_lo has its final local gradient */
     int next;            /* next chunk to push */
     /* server: window buffer i holds the partials of chunk (k % PS_WINDOW == i) */
@@ -127,10 +140,14 @@ static int ps_plan(const StrategyConf *c, int rank, int world, int M, StrategySp
                        "every worker needs at least one micro-batch; run with at most %d "
                        "workers or --set train.micro_batches=%d",
                        W, world, S, M, M, W);
-    if (strcmp(c->consistency, "sync") != 0)
+    if (strcmp(c->consistency, "sync") != 0 && strcmp(c->consistency, "delayed") != 0)
         return err_set(MT_EX_CONFIG,
                        "parallel.consistency = %s is not available in this build yet (ps mode "
-                       "has: sync)", c->consistency);
+                       "has: sync, delayed)", c->consistency);
+    if (!strcmp(c->consistency, "delayed") && c->staleness > 64)
+        return err_set(MT_EX_CONFIG,
+                       "parallel.staleness = %d with consistency = delayed keeps that many "
+                       "parameter versions on every worker: at most 64", c->staleness);
     if (strcmp(c->server_ranks, "first") != 0 && strcmp(c->server_ranks, "last") != 0)
         return err_set(MT_EX_CONFIG,
                        "parallel.server_ranks = %s is not available in this build yet (allowed "
@@ -182,11 +199,17 @@ static int ps_create(Comm *comm, const StrategyConf *c, size_t nparams, int nsta
     p->rhi = xcalloc((size_t)p->S, sizeof(size_t));
     for (int s = 0; s < p->S; s++) server_range(nparams, p->S, s, &p->rlo[s], &p->rhi[s]);
     snprintf(p->mode, sizeof p->mode, "ps/%s/%ds", c->consistency, p->S);
+    p->stale = !strcmp(c->consistency, "delayed") ? c->staleness : 0;
     int slots;
     if (p->worker >= 0) {
-        /* slot 2k: the push of chunk k, 2k + 1: the receive of its new parameters */
+        /* step t's requests in group t % (s + 1): slot 2k the push of chunk k, 2k + 1 the
+         * receive of its new parameters (version t + 1) */
         p->nchunks = make_chunks(p, 0, p->S, &p->chunks);
-        slots = 2 * p->nchunks;
+        slots = 2 * p->nchunks * (p->stale + 1);
+        if (p->stale > 0) {
+            p->ring = xcalloc((size_t)p->stale + 1, sizeof(float *));
+            for (int v = 0; v <= p->stale; v++) p->ring[v] = xaligned(nparams * sizeof(float));
+        }
     } else {
         /* slot i*W + w: window i's receive from worker w; then W sends per chunk */
         p->nchunks = make_chunks(p, p->server, p->server + 1, &p->chunks);
@@ -194,6 +217,8 @@ static int ps_create(Comm *comm, const StrategyConf *c, size_t nparams, int nsta
         p->rbuf = xaligned((size_t)PS_WINDOW * (size_t)p->W * PS_CHUNK * sizeof(float));
     }
     CHECK(comm_p2p_create(comm, MT_MAX(slots, 1), &p->set) == 0);
+    p->nslots = MT_MAX(slots, 1);
+    p->busy = xcalloc((size_t)p->nslots, 1);
     p->yield = comm->local_size > cpu_cores_available();
     *out = &p->base;
     return 0;
@@ -202,7 +227,18 @@ static int ps_create(Comm *comm, const StrategyConf *c, size_t nparams, int nsta
 static void ps_destroy(Strategy *s)
 {
     PsStrategy *p = pss(s);
+    /* nothing may be left in flight: receives still posted (delayed: versions nobody
+     * will use) are cancelled, sends waited for */
+    for (int i = 0; p->set && i < p->nslots; i++)
+        if (p->busy[i] && comm_p2p_cancel(p->comm, p->set, i) == MT_EX_SOFTWARE) {
+            err_clear();
+            CHECK(comm_p2p_wait(p->comm, p->set, i, NULL) == 0);
+        }
     comm_p2p_destroy(p->comm, p->set);
+    if (p->ring)
+        for (int v = 0; v <= p->stale; v++) free(p->ring[v]);
+    free(p->ring);
+    free(p->busy);
     free(p->rbuf);
     free(p->chunks);
     free(p->rlo);
@@ -216,10 +252,13 @@ static void ps_describe(const Strategy *s, char *buf, size_t n)
     size_t mx = 0;
     for (int i = 0; i < p->S; i++) mx = MT_MAX(mx, p->rhi[i] - p->rlo[i]);
     double mean = (double)p->nparams / p->S;
+    char cons[64];
+    if (p->stale > 0) snprintf(cons, sizeof cons, "delayed (step t computes on version t - %d)", p->stale);
+    else snprintf(cons, sizeof cons, "%s", strncmp(p->mode, "ps/delayed", 10) ? "sync" : "delayed (s = 0: sync)");
     snprintf(buf, n, "parameter servers: %d server%s on ranks %d-%d, %d worker%s, consistency "
-             "sync; parameters per server max/mean %.4f",
+             "%s; parameters per server max/mean %.4f",
              p->S, p->S > 1 ? "s" : "", server_rank(p, 0), server_rank(p, p->S - 1), p->W,
-             p->W > 1 ? "s" : "", mean > 0 ? (double)mx / mean : 1.0);
+             p->W > 1 ? "s" : "", cons, mean > 0 ? (double)mx / mean : 1.0);
 }
 
 static const char *ps_mode(const Strategy *s) { return cpss(s)->mode; }
@@ -239,12 +278,14 @@ static size_t ps_state_len(const Strategy *s)
 static void post_send(PsStrategy *p, int slot, const float *buf, size_t n, int dest, int tag)
 {
     CHECK(comm_isend(p->comm, p->set, slot, buf, n, COMM_F32, dest, tag) == 0);
+    p->busy[slot] = 1;
     p->inflight++;
 }
 
 static void post_recv(PsStrategy *p, int slot, float *buf, size_t n, int source, int tag)
 {
     CHECK(comm_irecv(p->comm, p->set, slot, buf, n, COMM_F32, source, tag) == 0);
+    p->busy[slot] = 1;
     p->inflight++;
 }
 
@@ -258,11 +299,29 @@ static int next_done(PsStrategy *p, int block)
         int slot = -1;
         comm_p2p_testany(p->comm, p->set, &slot, NULL);
         if (slot >= 0) {
+            p->busy[slot] = 0;
             p->inflight--;
             return slot;
         }
         if (!block) return -1;
         if (p->yield || spins > 1000) sched_yield();
+    }
+}
+
+/* Wait until every request in slots [a, b) has finished (others may finish meanwhile). */
+static void wait_slots(PsStrategy *p, int a, int b)
+{
+    for (int i = a; i < b; i++) {
+        for (int spins = 0; p->busy[i]; spins++) {
+            int done = 0;
+            comm_p2p_test(p->comm, p->set, i, &done, NULL);
+            if (done) {
+                p->busy[i] = 0;
+                p->inflight--;
+            } else if (p->yield || spins > 1000) {
+                sched_yield();
+            }
+        }
     }
 }
 
@@ -275,8 +334,10 @@ static void worker_push(PsStrategy *p)
     while (p->next < p->nchunks && p->chunks[p->next].lo >= p->ready_lo) {
         const PsChunk *c = &p->chunks[p->next];
         int sr = server_rank(p, c->server);
-        post_send(p, 2 * p->next, p->grads + c->lo, c->hi - c->lo, sr, PS_TAG_GRAD);
-        post_recv(p, 2 * p->next + 1, p->params + c->lo, c->hi - c->lo, sr, PS_TAG_PARAM);
+        int base = 2 * p->nchunks * (int)(p->cur % (uint64_t)(p->stale + 1));
+        post_send(p, base + 2 * p->next, p->grads + c->lo, c->hi - c->lo, sr, PS_TAG_GRAD);
+        post_recv(p, base + 2 * p->next + 1, p->recv_into + c->lo, c->hi - c->lo, sr,
+                  PS_TAG_PARAM);
         p->next++;
     }
 }
@@ -397,6 +458,27 @@ static void ps_step_begin(Strategy *s, const StrategyStep *step, float *params, 
     p->t_exposed = p->t_comm = 0;
     memset(h, 0, sizeof *h);
     if (p->worker >= 0) {
+        uint64_t t = step->step, ns = (uint64_t)p->stale + 1;
+        if (!p->started) { /* the run's first step: its parameters are version t0 */
+            p->started = 1;
+            p->t0 = t;
+            if (p->ring) memcpy(p->ring[t % ns], params, p->nparams * sizeof(float));
+        }
+        p->cur = t;
+        if (p->ring) {
+            /* delayed: compute on version max(t0, t - s), which arrived during step
+             * t - s - 1, whose requests share this step's slot group */
+            int base = 2 * p->nchunks * (int)(t % ns);
+            double w0 = now_s();
+            wait_slots(p, base, base + 2 * p->nchunks);
+            p->t_exposed += now_s() - w0;
+            p->t_comm += now_s() - w0;
+            uint64_t v = t >= p->t0 + (uint64_t)p->stale ? t - (uint64_t)p->stale : p->t0;
+            h->params = p->ring[v % ns];
+            p->recv_into = p->ring[(t + 1) % ns];
+        } else {
+            p->recv_into = params;
+        }
         p->ready_lo = p->nparams;
         p->next = 0;
         h->ready = worker_ready;
@@ -460,8 +542,15 @@ static void ps_update(Strategy *s, StrategyRunFn run, void *runner)
             for (int k = 0; k < p->nchunks; k++) server_send(p, k);
         }
     }
-    /* every request of the step: pushes, parameter receives (worker), sends (server) */
-    while (next_done(p, 1) >= 0) {
+    if (p->worker >= 0 && p->ring) {
+        /* delayed: the new parameters may arrive later (they are used s steps on); the
+         * pushes must be out before the next backward writes the gradient slab */
+        int base = 2 * p->nchunks * (int)(p->cur % (uint64_t)(p->stale + 1));
+        for (int k = 0; k < p->nchunks; k++) wait_slots(p, base + 2 * k, base + 2 * k + 1);
+    } else {
+        /* every request of the step: pushes, parameter receives (worker), sends (server) */
+        while (next_done(p, 1) >= 0) {
+        }
     }
     double dt = now_s() - t0;
     p->t_exposed += dt;

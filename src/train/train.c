@@ -60,6 +60,7 @@ static int run_eval(Trainer *t, uint64_t step, uint64_t epoch)
 {
     if (!t->test_ds) return 0;
     watchdog_step(step, "eval");
+    strategy_gather_params(t->strategy, t->params); /* whole and current on every rank */
     double te = now_s(), loss = 0, acc = 0;
     int st = trainer_evaluate(t, t->test_ds, &loss, &acc);
     trace_event(t->trace, "eval", te, now_s(), step);

@@ -26,7 +26,7 @@ int train_step(Trainer *t, uint64_t step, Batch *b, double *loss_out, double *no
     OptStep os;
     optstep_begin(&os, t->dev, &t->oc, sched_lr(&t->sc, step, t->total_steps), step + 1,
                   t->params, t->grads, t->states, t->nstates);
-    StrategyStep ss = {.update = optstep_update, .update_arg = &os,
+    StrategyStep ss = {.step = step, .update = optstep_update, .update_arg = &os,
                        .global = c->optim_clip_norm > 0, .hold = t->ckpt_fence};
     StrategyHooks h;
     strategy_step_begin(t->strategy, &ss, t->params, t->grads, &h);
@@ -36,7 +36,7 @@ int train_step(Trainer *t, uint64_t step, Batch *b, double *loss_out, double *no
     memset(t->mb_loss, 0, t->M * sizeof(double));
     if (t->split.computes) { /* b: this rank's micro-batches */
         exec_set_chunk_hook(t->exec, h.chunk_done, h.chunk_arg);
-        exec_train(t->exec, t->params, b->x, b->y, (uint64_t)c->train_seed, step,
+        exec_train(t->exec, h.params ? h.params : t->params, b->x, b->y, (uint64_t)c->train_seed, step,
                    t->split.mb_lo, 1.0f / (float)t->B, t->grads, t->mb_loss + t->split.mb_lo,
                    &correct, h.ready, h.poll, h.arg);
         exec_set_chunk_hook(t->exec, NULL, NULL);

@@ -2,7 +2,8 @@
 # Parameter-server mode (parallel.mode = ps, consistency = sync): the parameters and
 # optimizer state after every run equal, bit for bit, those of allreduce with
 # reduce = deterministic (any power-of-two worker count dividing M gives the bits of one
-# rank), with and without clipping, 1 or 2 servers, servers first or last; checkpoints
+# rank), with and without clipping, 1 or 2 servers, servers first or last; delayed with
+# s = 0 is sync, with s = 2 reproducible and independent of server and worker counts; checkpoints
 # move between the modes and between server and worker counts; SIGTERM checkpoints and
 # exits 75; kill -9 of a server or a worker ends the job within 10 s; impossible
 # placements are refused before training (exit 78, naming the keys).
@@ -25,13 +26,24 @@ ps_case() { # NAME NP SERVERS PLACEMENT REF [more --set...]
         --set run.dir="$WORK/runs/$name" "$@" >"$WORK/$name.log" 2>&1 || { tail -n 20 "$WORK/$name.log"; fail "$name: run failed"; }
     grep -q "parameter servers: $srv server" "$WORK/$name.log" || fail "$name: no role line in the log"
     same_arrays "$ref" "$(final_ckpt "$WORK/runs/$name")" /model /optim
-    echo "$name: $np ranks, $srv server(s) ($place): bitwise equal to allreduce"
+    echo "$name: $np ranks, $srv server(s) ($place): bitwise equal to its reference"
 }
 ps_case clip-s1 3 1 last "$REF"
 ps_case clip-s2-first 4 2 first "$REF"
 ps_case fused-s2 4 2 last "$REF0" --set optim.clip_norm=0
 ps_case w4 5 1 first "$REF" --set train.threads=1
 h5dump -a mode "$(final_ckpt "$WORK/runs/clip-s1")" | grep -q 'ps/sync/1s' || fail "checkpoint mode attribute is not ps/sync/1s"
+
+note "delayed: s = 0 is sync; s = 2 is reproducible and the same for any server and worker count"
+ps_case delayed0 3 1 last "$REF" --set parallel.consistency=delayed --set parallel.staleness=0
+mpi 3 train "$J" "${common[@]}" "${ps[@]}" --set parallel.consistency=delayed --set parallel.staleness=2 --set run.dir="$WORK/runs/d2" >"$WORK/d2.log" 2>&1 || { tail "$WORK/d2.log"; fail "delayed s=2"; }
+D2=$(final_ckpt "$WORK/runs/d2")
+grep -q "consistency delayed (step t computes on version t - 2)" "$WORK/d2.log" || fail "delayed: no role line"
+ps_case delayed2-again 3 1 last "$D2" --set parallel.consistency=delayed --set parallel.staleness=2
+ps_case delayed2-s2 4 2 first "$D2" --set parallel.consistency=delayed --set parallel.staleness=2
+ps_case delayed2-w4 5 1 last "$D2" --set parallel.consistency=delayed --set parallel.staleness=2 --set train.threads=1
+h5diff -q "$REF" "$D2" /model /model >/dev/null 2>&1 && fail "delayed s=2 equals sync: the delay did nothing"
+echo "delayed s=2: reproducible, equal for 1 and 2 servers and 2 and 4 workers, different from sync"
 
 note "checkpoints move between modes and counts: PS -> allreduce, allreduce -> PS"
 cp -r "$WORK/runs/ref" "$WORK/runs/ar"
