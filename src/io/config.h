@@ -68,6 +68,7 @@ typedef struct {
     double run_step_timeout_s; /* watchdog; 0 = off */
     int run_trace;             /* bool: write trace.json */
     char run_progress[16];     /* auto | tty | plain | off */
+    char run_slow[64];         /* straggler injection "RANK:MS[:EVERY]" ("" = off) */
 } Config;
 
 /* Defaults for every key. */

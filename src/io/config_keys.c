@@ -127,6 +127,9 @@ const KeyDesc config_keys[] = {
     K_BOOL("run", "trace", run_trace, "false", "write trace.json (Chrome trace format)"),
     K_ENUM("run", "progress", run_progress, "auto|tty|plain|off", "auto",
            "progress display on stderr: auto (tty if stderr is a terminal), tty, plain, off"),
+    K_STR("run", "slow", run_slow, 0, "",
+          "straggler injection for experiments: RANK:MS[:EVERY] sleeps MS ms in that rank's "
+          "step every EVERY-th step (default every step); empty = off"),
 };
 const int config_nkeys = (int)(sizeof config_keys / sizeof config_keys[0]);
 

@@ -93,6 +93,16 @@ typedef struct {
                                 computes on an older version) */
 } StrategyHooks;
 
+/* What a rank did in the last step, for the metrics (strategies that have it). */
+typedef struct {
+    double bytes_sent, bytes_recv; /* point-to-point payload bytes */
+    double wait_s;                 /* worker: waiting for parameters; server: for pushes */
+    double busy_s;                 /* server: summing, updating and sending */
+    int server;                    /* 1: a server's figures, 0: a worker's */
+    int staleness;                 /* worker: steps between the parameters computed on and
+                                      the newest version (sync: 0) */
+} StrategyStats;
+
 typedef struct Strategy Strategy;
 
 typedef struct StrategyOps {
@@ -145,6 +155,8 @@ typedef struct StrategyOps {
      * (a parameter server holds only its range up to date).  Collective.  NULL: every
      * rank's params are whole already. */
     void (*gather_params)(Strategy *s, float *params);
+    /* The last step's figures of this rank (NULL: none beyond exposed_s/comm_s). */
+    void (*stats)(const Strategy *s, StrategyStats *out);
 } StrategyOps;
 
 /* Implementations embed this first in their handle. */
@@ -193,6 +205,14 @@ static inline double strategy_comm_s(const Strategy *s) { return s->ops->comm_s(
 static inline void strategy_gather_states(Strategy *s, float *const *states, float *const *full, int n)
 {
     s->ops->gather_states(s, states, full, n);
+}
+/* 0 when the strategy has no stats (then *out is zeroed). */
+static inline int strategy_stats(const Strategy *s, StrategyStats *out)
+{
+    *out = (StrategyStats){0};
+    if (!s->ops->stats) return 0;
+    s->ops->stats(s, out);
+    return 1;
 }
 static inline void strategy_gather_params(Strategy *s, float *params)
 {

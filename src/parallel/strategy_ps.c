@@ -80,6 +80,7 @@ typedef struct {
     float *params, *grads;
     int fused;           /* server: the update is applied chunk by chunk as summed */
     double t_exposed, t_comm;
+    StrategyStats st;    /* the step's figures */
     /* worker */
     int stale;           /* consistency = delayed: parallel.staleness s (sync: 0) */
     float **ring;        /* (s + 1) parameter versions: version v in ring[v % (s + 1)]; s = 0: NULL */
@@ -278,6 +279,7 @@ static size_t ps_state_len(const Strategy *s)
 static void post_send(PsStrategy *p, int slot, const float *buf, size_t n, int dest, int tag)
 {
     CHECK(comm_isend(p->comm, p->set, slot, buf, n, COMM_F32, dest, tag) == 0);
+    p->st.bytes_sent += (double)n * sizeof(float);
     p->busy[slot] = 1;
     p->inflight++;
 }
@@ -285,6 +287,7 @@ static void post_send(PsStrategy *p, int slot, const float *buf, size_t n, int d
 static void post_recv(PsStrategy *p, int slot, float *buf, size_t n, int source, int tag)
 {
     CHECK(comm_irecv(p->comm, p->set, slot, buf, n, COMM_F32, source, tag) == 0);
+    p->st.bytes_recv += (double)n * sizeof(float);
     p->busy[slot] = 1;
     p->inflight++;
 }
@@ -429,8 +432,11 @@ static void server_update_chunk(PsStrategy *p, int k)
 static void server_serve(PsStrategy *p)
 {
     while (p->done < p->nchunks) {
+        double w0 = now_s();
         int slot = next_done(p, 1);
         CHECK(slot >= 0); /* the receives of the next chunk are posted */
+        double b0 = now_s();
+        p->st.wait_s += b0 - w0;
         if (slot < p->W * PS_WINDOW) p->arrived[slot / p->W]++;
         while (p->done < p->nchunks && p->arrived[p->done % PS_WINDOW] == p->W) {
             int k = p->done;
@@ -443,6 +449,7 @@ static void server_serve(PsStrategy *p)
             if (p->posted < p->nchunks) server_post(p, p->posted++);
             else p->arrived[k % PS_WINDOW] = -1;
         }
+        p->st.busy_s += now_s() - b0;
     }
 }
 
@@ -456,6 +463,8 @@ static void ps_step_begin(Strategy *s, const StrategyStep *step, float *params, 
     p->params = params;
     p->grads = grads;
     p->t_exposed = p->t_comm = 0;
+    memset(&p->st, 0, sizeof p->st);
+    p->st.server = p->server >= 0;
     memset(h, 0, sizeof *h);
     if (p->worker >= 0) {
         uint64_t t = step->step, ns = (uint64_t)p->stale + 1;
@@ -475,6 +484,8 @@ static void ps_step_begin(Strategy *s, const StrategyStep *step, float *params, 
             p->t_comm += now_s() - w0;
             uint64_t v = t >= p->t0 + (uint64_t)p->stale ? t - (uint64_t)p->stale : p->t0;
             h->params = p->ring[v % ns];
+            p->st.wait_s += now_s() - w0;
+            p->st.staleness = (int)(t - v);
             p->recv_into = p->ring[(t + 1) % ns];
         } else {
             p->recv_into = params;
@@ -540,6 +551,7 @@ static void ps_update(Strategy *s, StrategyRunFn run, void *runner)
             RangeJob j = {p};
             run(runner, p->rhi[p->server] - p->rlo[p->server], range_update, &j);
             for (int k = 0; k < p->nchunks; k++) server_send(p, k);
+            p->st.busy_s += now_s() - t0;
         }
     }
     if (p->worker >= 0 && p->ring) {
@@ -555,7 +567,10 @@ static void ps_update(Strategy *s, StrategyRunFn run, void *runner)
     double dt = now_s() - t0;
     p->t_exposed += dt;
     p->t_comm += dt;
+    if (p->worker >= 0) p->st.wait_s += dt;
 }
+
+static void ps_stats(const Strategy *s, StrategyStats *out) { *out = cpss(s)->st; }
 
 static double ps_exposed(const Strategy *s) { return cpss(s)->t_exposed; }
 static double ps_comm(const Strategy *s) { return cpss(s)->t_comm; }
@@ -626,4 +641,5 @@ const StrategyOps strategy_ps_ops = {
     .gather_states = ps_gather_states,
     .scatter_states = ps_scatter_states,
     .gather_params = ps_gather_params,
+    .stats = ps_stats,
 };

@@ -27,6 +27,7 @@
 #include "parallel/comm.h"
 #include "parallel/strategy.h"
 #include "train/progress.h"
+#include "train/straggler.h"
 #include "train/train.h"
 
 #define EVAL_CHUNK 256 /* rows per eval chunk: fixed, so eval bits do not depend on N */
@@ -36,6 +37,10 @@ typedef struct {
     double t0;          /* start of the window */
     double wait, compute, exposed, comm; /* seconds summed over its steps */
     uint64_t steps;
+    /* the strategy's figures (StrategyStats) summed over the window's steps */
+    int has_stats;
+    double sent, recv, swait, busy, stale_sum;
+    int stale_min, stale_max, server;
 } TrainWindow;
 
 typedef struct {
@@ -59,6 +64,7 @@ typedef struct {
     Strategy *strategy;
     StrategySplit split;    /* this rank's micro-batches [split.mb_lo, split.mb_hi) */
     int *mb_rank;           /* (M) the rank that computes each micro-batch */
+    Straggler slow;         /* run.slow */
     int B, M, mb_rows, threads;
     uint64_t steps_per_epoch, total_steps;
     uint64_t step;          /* steps completed */
@@ -118,6 +124,8 @@ void train_report_banner(Trainer *t, int cores);
 void train_report_step(Trainer *t, uint64_t epoch, double loss, float lr, double norm);
 void train_report_eval(Trainer *t, uint64_t epoch, double loss, double acc);
 void train_report_ckpt(Trainer *t, double pause, int async);
+/* After each step: add the strategy's figures of the step to the window. */
+void train_report_stats(Trainer *t);
 /* The loss of step `step` is not finite: name the first bad micro-batch and its rank. */
 void train_report_diverged(Trainer *t, uint64_t step, double loss);
 

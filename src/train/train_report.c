@@ -2,6 +2,7 @@
  * progress line, the metrics lines (metrics.jsonl, docs/design.md §7), the eval lines,
  * and the divergence message. */
 #include <math.h>
+#include <stdlib.h>
 #include <string.h>
 #include <unistd.h>
 
@@ -45,6 +46,81 @@ void train_report_banner(Trainer *t, int cores)
     log_info("run directory: %s", t->run_dir);
 }
 
+void train_report_stats(Trainer *t)
+{
+    StrategyStats st;
+    TrainWindow *w = &t->win;
+    if (!strategy_stats(t->strategy, &st)) return;
+    if (!w->has_stats) {
+        w->stale_min = st.staleness;
+        w->stale_max = st.staleness;
+    }
+    w->has_stats = 1;
+    w->server = st.server;
+    w->sent += st.bytes_sent;
+    w->recv += st.bytes_recv;
+    w->swait += st.wait_s;
+    w->busy += st.busy_s;
+    w->stale_sum += st.staleness;
+    w->stale_min = MT_MIN(w->stale_min, st.staleness);
+    w->stale_max = MT_MAX(w->stale_max, st.staleness);
+}
+
+#define NSTAT 8
+/* The strategy's figures of every rank for the window (collective; strategies with
+ * stats only), summarised per role into rank 0's metrics line:
+ *   ps_push_bytes / ps_pull_bytes   per worker and step (mean over workers)
+ *   ps_server_bytes_max             received by the busiest server per step
+ *   ps_server_busy                  servers' busy fraction of the window (mean)
+ *   ps_pull_wait_s                  a worker's wait for parameters per step (mean)
+ *   staleness_min/mean/max          steps between the parameters computed on and the
+ *                                   newest version, over the workers' steps */
+static void stats_line(Trainer *t, Metrics *m, double wall)
+{
+    const TrainWindow *w = &t->win;
+    double mine[NSTAT] = {w->server, w->sent, w->recv, w->swait, w->busy, w->stale_min,
+                          w->stale_max, w->stale_sum};
+    double *all = xcalloc((size_t)t->world * NSTAT, sizeof(double));
+    size_t *counts = xcalloc((size_t)t->world, sizeof(size_t));
+    for (int r = 0; r < t->world; r++) counts[r] = NSTAT;
+    comm_allgatherv(t->comm, mine, NSTAT, all, counts, COMM_F64);
+    if (m) {
+        double n = (double)MT_MAX(1, w->steps), push = 0, pull = 0, wait = 0, busy = 0;
+        double smax_bytes = 0, ssum = 0, smin = 1e300, smax = -1;
+        int nw = 0, ns = 0;
+        for (int r = 0; r < t->world; r++) {
+            const double *a = all + (size_t)r * NSTAT;
+            if (a[0] > 0) {
+                ns++;
+                busy += a[4];
+                smax_bytes = MT_MAX(smax_bytes, a[2] / n);
+            } else {
+                nw++;
+                push += a[1];
+                pull += a[2];
+                wait += a[3];
+                smin = MT_MIN(smin, a[5]);
+                smax = MT_MAX(smax, a[6]);
+                ssum += a[7];
+            }
+        }
+        if (nw) {
+            metrics_num(m, "ps_push_bytes", push / nw / n);
+            metrics_num(m, "ps_pull_bytes", pull / nw / n);
+            metrics_num(m, "ps_pull_wait_s", wait / nw / n);
+            metrics_int(m, "staleness_min", (int64_t)smin);
+            metrics_num(m, "staleness_mean", ssum / nw / n);
+            metrics_int(m, "staleness_max", (int64_t)smax);
+        }
+        if (ns) {
+            metrics_num(m, "ps_server_bytes_max", smax_bytes);
+            metrics_num(m, "ps_server_busy", wall > 0 ? busy / ns / wall : 0);
+        }
+    }
+    free(counts);
+    free(all);
+}
+
 static void train_line(Trainer *t, uint64_t epoch, double loss, float lr, double norm, double sps)
 {
     Metrics *m = t->metrics;
@@ -61,17 +137,21 @@ static void train_line(Trainer *t, uint64_t epoch, double loss, float lr, double
     metrics_num(m, "comm_s", w->comm / w->steps);
     if (!isnan(norm)) metrics_num(m, "grad_norm", norm);
     metrics_int(m, "ranks", t->world);
-    if (metrics_end(m)) log_error("%s", err_msg());
 }
 
 void train_report_step(Trainer *t, uint64_t epoch, double loss, float lr, double norm)
 {
     int log_now = t->step % (uint64_t)t->cfg.train_log_every == 0 || t->step == t->total_steps;
+    double wall = now_s() - t->win.t0;
+    int line = log_now && t->rank == 0 && t->metrics;
     if (t->rank == 0) {
-        double sps = t->win.steps * (double)t->B / (now_s() - t->win.t0);
+        double sps = t->win.steps * (double)t->B / wall;
         progress_update(&t->prog, t->step, epoch, loss, lr, sps);
-        if (log_now && t->metrics) train_line(t, epoch, loss, lr, norm, sps);
+        if (line) train_line(t, epoch, loss, lr, norm, sps);
     }
+    /* every rank: the window's strategy figures (a collective when the strategy has them) */
+    if (log_now && t->win.has_stats) stats_line(t, line ? t->metrics : NULL, wall);
+    if (line && metrics_end(t->metrics)) log_error("%s", err_msg());
     if (log_now) {
         memset(&t->win, 0, sizeof t->win);
         t->win.t0 = now_s();

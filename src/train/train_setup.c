@@ -121,6 +121,7 @@ int train_setup_config(Trainer *t, const TrainOptions *o)
     int st = load_config(t, o);
     if (!st) st = setup_optim(t);
     if (!st) st = setup_split(t);
+    if (!st) st = straggler_parse(t->cfg.run_slow, t->world, &t->slow);
     if (!st) st = device_create("cpu", t->comm->local_rank, &t->dev);
     if ((st = train_agree(t, st, "configuration"))) return st;
     t->config_text = config_to_string(&t->cfg);

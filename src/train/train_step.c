@@ -34,6 +34,7 @@ int train_step(Trainer *t, uint64_t step, Batch *b, double *loss_out, double *no
     watchdog_step(step, "compute");
     int64_t correct = 0;
     memset(t->mb_loss, 0, t->M * sizeof(double));
+    straggler_step(&t->slow, t->rank, step); /* run.slow: off by default */
     if (t->split.computes) { /* b: this rank's micro-batches */
         exec_set_chunk_hook(t->exec, h.chunk_done, h.chunk_arg);
         exec_train(t->exec, h.params ? h.params : t->params, b->x, b->y, (uint64_t)c->train_seed, step,
@@ -74,6 +75,7 @@ int train_step(Trainer *t, uint64_t step, Batch *b, double *loss_out, double *no
     t->win.exposed += exposed;
     t->win.comm += strategy_comm_s(t->strategy);
     t->win.steps++;
+    train_report_stats(t);
     *loss_out = loss;
     *norm_out = norm;
     return 0;

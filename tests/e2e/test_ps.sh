@@ -44,6 +44,23 @@ ps_case delayed2-s2 4 2 first "$D2" --set parallel.consistency=delayed --set par
 ps_case delayed2-w4 5 1 last "$D2" --set parallel.consistency=delayed --set parallel.staleness=2 --set train.threads=1
 h5diff -q "$REF" "$D2" /model /model >/dev/null 2>&1 && fail "delayed s=2 equals sync: the delay did nothing"
 echo "delayed s=2: reproducible, equal for 1 and 2 servers and 2 and 4 workers, different from sync"
+note "metrics: bytes, pull wait, server busy, staleness"
+$PYTHON - "$WORK/runs/d2/metrics.jsonl" "$WORK/runs/clip-s1/metrics.jsonl" <<'PY' || fail "PS metrics"
+import json, sys
+for path, stale in ((sys.argv[1], 2), (sys.argv[2], 0)):
+    lines = [json.loads(l) for l in open(path) if '"kind":"train"' in l]
+    assert lines, path
+    for m in lines:
+        for k in ("ps_push_bytes", "ps_pull_bytes", "ps_pull_wait_s", "ps_server_bytes_max",
+                  "ps_server_busy", "staleness_min", "staleness_mean", "staleness_max"):
+            assert k in m, (path, k)
+        assert m["ps_push_bytes"] > 0 and m["ps_push_bytes"] == m["ps_pull_bytes"], m
+        # one server, two workers: it receives every worker's push
+        assert m["ps_server_bytes_max"] >= 2 * m["ps_push_bytes"] * 0.99, m
+        assert 0 <= m["ps_server_busy"] <= 1, m
+        assert m["staleness_max"] == stale and m["staleness_min"] <= stale, m
+    print(path.split("/")[-2], "ok:", {k: lines[-1][k] for k in ("ps_push_bytes", "staleness_max", "ps_server_busy")})
+PY
 
 note "checkpoints move between modes and counts: PS -> allreduce, allreduce -> PS"
 cp -r "$WORK/runs/ref" "$WORK/runs/ar"
@@ -98,4 +115,6 @@ expect_exit 78 mpi 2 train "$J" --set parallel.mode=ps --set parallel.zero=1 --s
 expect_out "parallel.zero"
 expect_exit 78 mpi 4 train "$J" "${ps[@]}" --set train.micro_batches=2 --set run.dir="$WORK/runs/bad"
 expect_out "3 workers"
+expect_exit 78 mpi 2 train "$J" --set run.slow=5:10 --set run.dir="$WORK/runs/bad"
+expect_out "run.slow = '5:10': rank 5 does not exist"
 echo "ok: sync parameter servers give the bits of allreduce"
