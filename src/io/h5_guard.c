@@ -188,8 +188,12 @@ static void install_crash_handler(void)
     sa.sa_sigaction = on_crash;
     sa.sa_flags = SA_SIGINFO | SA_ONSTACK;
     sigemptyset(&sa.sa_mask);
-    for (size_t i = 0; i < sizeof g_sigs / sizeof g_sigs[0]; i++)
-        sigaction(g_sigs[i], &sa, &g_old[i]);
+    for (size_t i = 0; i < sizeof g_sigs / sizeof g_sigs[0]; i++) {
+        struct sigaction old;
+        sigaction(g_sigs[i], &sa, &old);
+        if (!((old.sa_flags & SA_SIGINFO) && old.sa_sigaction == on_crash))
+            g_old[i] = old; /* (installed again: keep what was there before us) */
+    }
 }
 
 /* A signal stack for this thread, so that a stack overflow inside HDF5 (deep recursion on
