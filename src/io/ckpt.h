@@ -5,12 +5,17 @@
  * array under their layer names with their true shapes, so any world size, mode or
  * machine can read it (and h5py/numpy by name).  Layout of DIR/step-00000300.h5:
  *
+ *   bytes 0..511      the seal (the HDF5 user block): "mpitrain checkpoint seal 1", the
+ *                     file's length and XXH3-128 of the whole file (ckpt_impl.h), checked
+ *                     before HDF5 parses the file: HDF5 trusts metadata, and a few damaged
+ *                     bytes of it can make HDF5 loop for ever or crash
  *   /                 attributes: format="mpitrain-checkpoint", version=1 (int32),
  *                     step, epoch, seed (uint64), world_size (int32), mode (e.g.
  *                     "allreduce/deterministic/zero1"), optimizer ("sgd"|"adamw"),
  *                     model (model_describe text), nparams (uint64, real parameters),
  *                     checksum="xxh3_64", mpitrain_version, hdf5_version,
- *                     created (UTC, "2024-05-01T12:34:56Z"); strings are UTF-8
+ *                     created (UTC, "2024-05-01T12:34:56Z"); strings are UTF-8,
+ *                     fixed-length (no global heap; 0.1.0 wrote variable-length ones)
  *   /config           the resolved INI text (fixed-length string dataset)
  *   /model/<layer>/<param>            float32 (true shape), e.g. /model/dense0/w (512, 784)
  *   /optim/<state>/<layer>/<param>    float32, same shape; state = optim_state_name()
@@ -28,18 +33,24 @@
  *
  * Directory: DIR/step-%08llu.h5 (step = steps completed), DIR/latest (one line naming the
  * newest complete checkpoint file, relative to DIR).  Writes go to NAME.tmp, which is
- * flushed, fsynced, re-opened and verified, then renamed; DIR is fsynced; `latest` is
+ * flushed, sealed, fsynced, re-opened and verified, then renamed; DIR is fsynced; `latest` is
  * replaced atomically (latest.tmp + rename).  A crash or a second SIGTERM at any moment
  * therefore leaves either the previous state or the new one, never a file that a read
  * accepts but is incomplete; stale *.tmp files are removed by the next write.
+ *
+ * Reading: a file with a seal that does not match is "damaged" (MT_EX_DATAERR, the
+ * message names the file) and never reaches HDF5.  A file without a seal (0.1.0, or
+ * rewritten by another program) is read under the bounded read lock (io/h5.h): if HDF5
+ * loops or crashes on it the process ends with 65 naming the file, except in
+ * ckpt_verify, which reads such a file in a child process and returns the failure.
  *
  * HDF5 calls are serialised with the HDF5 lock (io/h5.h) in pieces of at most 8 MB, so a
  * background write (ckpt_async_*) stalls other HDF5 users only briefly.  Error messages
  * go through err_set(); exit codes are sysexits values from core/common.h.
  *
- * Code: ckpt_format.c (the layout, both ways), ckpt_read.c (open, read, verify, info),
- * ckpt_write.c (tmp + fsync + verify + rename), ckpt_dir.c (names, latest, prune,
- * resume), ckpt_async.c (background writer). */
+ * Code: ckpt_format.c (the layout, both ways), ckpt_seal.c (the seal), ckpt_read.c
+ * (open, read, verify, info), ckpt_write.c (tmp + seal + fsync + verify + rename),
+ * ckpt_dir.c (names, latest, prune, resume), ckpt_async.c (background writer). */
 #ifndef MPITRAIN_IO_CKPT_H
 #define MPITRAIN_IO_CKPT_H
 
@@ -108,15 +119,18 @@ int ckpt_write(const char *dir, const CkptState *s, int keep, char *path_out, si
  * padding is zeroed.  meta may be NULL.  Every array's checksum is verified.  Caller
  * owns all buffers.  Errors (err_msg names the file and array):
  *   MT_EX_NOINPUT  file missing or unreadable
- *   MT_EX_DATAERR  not an mpitrain checkpoint, newer format version, truncated, or an
- *                  array fails its checksum (the buffers are then partly overwritten)
+ *   MT_EX_DATAERR  damaged (the seal does not match), not an mpitrain checkpoint, newer
+ *                  format version, truncated, or an array fails its checksum (the
+ *                  buffers are then partly overwritten)
+ *   MT_EX_IOERR    reading the file for its seal failed
  *   MT_EX_CONFIG   the current model/optimizer does not match: an array is missing,
  *                  extra, or has another shape (both shapes named); checked before any
  *                  data is read. */
 int ckpt_read(const char *path, const Model *model, const OptimConf *optim, float *params,
               float *const *states, CkptMeta *meta);
 
-/* Read only the metadata (attributes; no data, no checksums).  Errors as ckpt_read. */
+/* Read only the metadata (attributes; no array data, no per-array checksums; the seal
+ * is checked).  Errors as ckpt_read. */
 int ckpt_read_meta(const char *path, CkptMeta *meta);
 
 /* The resolved config text saved in the checkpoint (checksum verified), so the caller
@@ -136,15 +150,20 @@ int ckpt_latest_name(const char *dir, char *name, size_t n);
  * directory is missing or holds no valid checkpoint (err_msg lists what was tried). */
 int ckpt_find_resume(const char *dir, char *path_out, size_t n);
 
-/* Verify a checkpoint file completely: opens as HDF5, format/version attributes,
- * structure (/config, /state, every /optim array has a /model peer of the same shape)
- * and every dataset's xxh3_64 checksum.  When report is non-NULL writes one line per
- * array ("ok"/"BAD" path shape) and a summary.  Returns 0, MT_EX_NOINPUT (missing
- * file) or MT_EX_DATAERR (err_msg names the first bad array and the count). */
+/* Verify a checkpoint file completely: the seal, then as HDF5 the format/version
+ * attributes, structure (/config, /state, every /optim array has a /model peer of the
+ * same shape) and every dataset's xxh3_64 checksum.  An unsealed file is verified in a
+ * child process (io/h5.h h5_isolated), so that HDF5 looping or crashing on it is
+ * returned as MT_EX_DATAERR instead of ending this process.  When report is non-NULL
+ * writes one line per array ("ok"/"BAD" path shape) and a summary; for a file whose seal
+ * fails, also what HDF5 still reads of it (in a child process).  Returns 0,
+ * MT_EX_NOINPUT (missing file), MT_EX_DATAERR (err_msg names the file, and for a sealed
+ * file that passed its seal the first bad array and the count) or MT_EX_IOERR. */
 int ckpt_verify(const char *path, FILE *report);
 
 /* Print the metadata and the table of arrays (path, shape, dtype, stored checksum) of a
- * checkpoint without reading the data.  Errors as ckpt_read_meta. */
+ * checkpoint without reading the array data (the seal is checked: the whole file is
+ * read once).  Errors as ckpt_read_meta. */
 int ckpt_info(const char *path, FILE *out);
 
 /* Delete DIR/step-*.h5 beyond the newest `keep` (by step; keep <= 0: none), never the

@@ -221,20 +221,20 @@ int ckpt_header_write(hid_t f, const CkptState *s)
     model_describe(s->model, desc, sizeof desc);
     const char *opt = !s->optim ? "none" : s->optim->kind == OPTIM_ADAMW ? "adamw" : "sgd";
     int bad = 0;
-    bad |= h5_attr_put_str(f, "format", CKPT_FORMAT);
+    bad |= h5_attr_put_fstr(f, "format", CKPT_FORMAT);
     bad |= h5_attr_put_i32(f, "version", CKPT_VERSION);
     bad |= h5_attr_put_u64(f, "step", s->step);
     bad |= h5_attr_put_u64(f, "epoch", s->epoch);
     bad |= h5_attr_put_u64(f, "seed", s->seed);
     bad |= h5_attr_put_i32(f, "world_size", s->world_size);
-    bad |= h5_attr_put_str(f, "mode", s->mode);
-    bad |= h5_attr_put_str(f, "optimizer", opt);
-    bad |= h5_attr_put_str(f, "model", desc);
+    bad |= h5_attr_put_fstr(f, "mode", s->mode);
+    bad |= h5_attr_put_fstr(f, "optimizer", opt);
+    bad |= h5_attr_put_fstr(f, "model", desc);
     bad |= h5_attr_put_u64(f, "nparams", s->model->ntrainable);
-    bad |= h5_attr_put_str(f, "checksum", CKPT_HASH_ATTR);
-    bad |= h5_attr_put_str(f, "mpitrain_version", MPITRAIN_VERSION);
-    bad |= h5_attr_put_str(f, "hdf5_version", h5v);
-    bad |= h5_attr_put_str(f, "created", created);
+    bad |= h5_attr_put_fstr(f, "checksum", CKPT_HASH_ATTR);
+    bad |= h5_attr_put_fstr(f, "mpitrain_version", MPITRAIN_VERSION);
+    bad |= h5_attr_put_fstr(f, "hdf5_version", h5v);
+    bad |= h5_attr_put_fstr(f, "created", created);
     if (bad) return -1;
 
     /* /config: fixed-length string, its checksum over the text bytes */
@@ -270,8 +270,8 @@ int ckpt_header_write(hid_t f, const CkptState *s)
             bad = 1;
             break;
         }
-        bad |= h5_attr_put_str(g, "kind", L->ops && L->ops->kind_name ? L->ops->kind_name : "");
-        bad |= h5_attr_put_str(g, "activation", act_name(L->act));
+        bad |= h5_attr_put_fstr(g, "kind", L->ops && L->ops->kind_name ? L->ops->kind_name : "");
+        bad |= h5_attr_put_fstr(g, "activation", act_name(L->act));
         bad |= h5_attr_put_i32(g, "index", L->index);
         bad |= h5_attr_put_i32(g, "in", L->in);
         bad |= h5_attr_put_i32(g, "out", L->out);
@@ -286,8 +286,8 @@ int ckpt_header_write(hid_t f, const CkptState *s)
     bad |= h5_attr_put_u64(gs, "epoch", s->epoch);
     bad |= h5_attr_put_u64(gs, "pos_in_epoch", s->pos_in_epoch);
     bad |= h5_attr_put_u64(gs, "seed", s->seed);
-    bad |= h5_attr_put_str(gs, "rng", "philox4x32-10");
-    bad |= h5_attr_put_str(gs, "rng_state",
+    bad |= h5_attr_put_fstr(gs, "rng", "philox4x32-10");
+    bad |= h5_attr_put_fstr(gs, "rng_state",
                         "counter-based: every stream is a pure function of (seed, purpose, "
                         "step | epoch | sample index); (seed, step, epoch, pos_in_epoch) is "
                         "the whole state");

@@ -2,8 +2,9 @@
  * ckpt_dir.c) share and nobody else uses.  The format itself and the public contracts
  * are in ckpt.h.
  *
- * "Lock held" below means: the caller holds the quiet HDF5 lock (h5_quiet_lock(),
- * io/h5.h).  Functions that say "lock not held" take it themselves, piece by piece. */
+ * "Lock held" below means: the caller holds the HDF5 lock (io/h5.h): h5_quiet_lock()
+ * when writing, ckpt_rlock() (a bounded read lock) when reading.  Functions that say
+ * "lock not held" take it themselves, piece by piece. */
 #ifndef MPITRAIN_IO_CKPT_IMPL_H
 #define MPITRAIN_IO_CKPT_IMPL_H
 
@@ -70,16 +71,57 @@ char *ckpt_config_read(hid_t f, char *why, size_t nwhy, uint64_t *stored, int *h
  * why). */
 int ckpt_header_write(hid_t f, const CkptState *s);
 
+/* ---- the seal (ckpt_seal.c) ----
+ * The first CKPT_SEAL_BYTES of a checkpoint are the HDF5 user block (HDF5 reserves them
+ * and starts its superblock after them), and hold the seal, text with fixed offsets:
+ *   "mpitrain checkpoint seal 1\n"          bytes 0..26
+ *   "bytes %020llu\n"                       bytes 27..53: the file's length
+ *   "xxh3-128 %032x\n"                      bytes 54..95: the hash, 32 hex digits
+ *   NUL                                     bytes 96..511
+ * The hash is XXH3-128 (seed 0, canonical big-endian hex) of the whole file with its 32
+ * hex digits taken as '0'.  A file that starts with the HDF5 signature instead has no
+ * seal (written by mpitrain 0.1.0 before seals, or by another program). */
+#define CKPT_SEAL_BYTES 512
+
+/* Seal the file `path`, which HDF5 has written (with a CKPT_SEAL_BYTES user block) and
+ * closed: hash it, write the seal, read the seal back.  0, or -1 with why (n bytes). */
+int ckpt_seal_write(const char *path, char *why, size_t n);
+/* Check the seal of `path` before HDF5 opens it (reads the whole file once; a file this
+ * process found intact before, unchanged since and last changed at least 2 s before
+ * that check, is not read again).  Returns 0 with
+ * *sealed = 1 (the seal matches: the bytes are as written) or 0 (no seal: HDF5
+ * signature at byte 0), or with err_set (the message names the file and what to do):
+ *   MT_EX_NOINPUT  missing, unreadable, not a regular file
+ *   MT_EX_DATAERR  damaged: no seal and no HDF5 signature, garbled seal, another length
+ *                  than sealed (truncated), or another hash
+ *   MT_EX_IOERR    a read failed */
+int ckpt_seal_check(const char *path, int *sealed);
+
 /* ---- reading (ckpt_read.c) ---- */
 
-/* Open checkpoint `path` read-only (lock not held).  Returns the file id or -1 with
- * err_set: MT_EX_NOINPUT missing or unreadable, MT_EX_DATAERR not HDF5 / truncated /
- * damaged metadata.  Close with ckpt_close_file. */
-hid_t ckpt_open_file(const char *path);
-void ckpt_close_file(hid_t f);
-/* Full verification (ckpt_verify) of open file f (lock not held).  report and
- * meta_out may be NULL.  0 or MT_EX_DATAERR with err_set. */
-int ckpt_verify_open(hid_t f, const char *path, FILE *report, CkptMeta *meta_out);
+/* A checkpoint open for reading. */
+typedef struct {
+    hid_t f;
+    const char *path; /* borrowed (messages, the read lock) */
+    int sealed;       /* the seal was checked: HDF5 reads verified bytes */
+} CkptIn;
+
+/* The read lock (h5_read_lock) for file in: every HDF5 call on it is made under it. */
+void ckpt_rlock(const CkptIn *in);
+void ckpt_runlock(void);
+/* Check the seal of `path` (ckpt_seal_check), then open it read-only with HDF5.  0, or an
+ * error code with err_set: those of ckpt_seal_check, or MT_EX_DATAERR not HDF5 /
+ * truncated / damaged metadata.  Close with ckpt_close_file. */
+int ckpt_open_file(const char *path, CkptIn *in);
+/* Open `path` read-only with HDF5 without checking its seal: for the writer's re-read
+ * of the file it has just sealed (the seal was computed from those very bytes), and for
+ * a diagnosis of a damaged file in a child process.  sealed: as CkptIn.sealed.  Errors
+ * as ckpt_open_file after its seal check. */
+int ckpt_open_h5(const char *path, int sealed, CkptIn *in);
+void ckpt_close_file(CkptIn *in);
+/* Full verification (ckpt_verify) of open file in (lock not held).  report and meta_out
+ * may be NULL.  0 or MT_EX_DATAERR with err_set. */
+int ckpt_verify_open(const CkptIn *in, FILE *report, CkptMeta *meta_out);
 
 /* ---- directory (ckpt_dir.c) ---- */
 

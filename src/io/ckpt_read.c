@@ -94,51 +94,55 @@ static const DsInfo *ds_find(const DsList *l, const char *path)
 
 /* ---------------------------------------------------- opening a checkpoint for reading */
 
-hid_t ckpt_open_file(const char *path)
+void ckpt_rlock(const CkptIn *in) { h5_read_lock(in->path, in->sealed); }
+
+void ckpt_runlock(void) { h5_read_unlock(); }
+
+int ckpt_open_h5(const char *path, int sealed, CkptIn *in)
 {
-    struct stat st;
-    if (stat(path, &st) != 0)
-        return err_set(MT_EX_NOINPUT, "checkpoint %s: %s", path, strerror(errno)), -1;
-    if (!S_ISREG(st.st_mode))
-        return err_set(MT_EX_NOINPUT, "checkpoint %s is not a regular file", path), -1;
-    int fd = open(path, O_RDONLY);
-    if (fd < 0) return err_set(MT_EX_NOINPUT, "checkpoint %s: %s", path, strerror(errno)), -1;
-    close(fd);
-    h5_quiet_lock();
+    in->f = -1;
+    in->path = path;
+    in->sealed = sealed;
     char why[256];
+    ckpt_rlock(in);
     htri_t is = H5Fis_hdf5(path);
     if (is <= 0) {
         h5_why(why, sizeof why);
-        h5_quiet_unlock();
+        ckpt_runlock();
         return err_set(MT_EX_DATAERR,
-                       "checkpoint %s is not an HDF5 file (%lld bytes): damaged or not a "
-                       "checkpoint; resume from an earlier one",
-                       path, (long long)st.st_size),
-               -1;
+                       "checkpoint %s is not an HDF5 file: damaged or not a checkpoint; resume "
+                       "from an earlier one", path);
     }
     hid_t fapl = H5Pcreate(H5P_FILE_ACCESS);
     H5Pset_fclose_degree(fapl, H5F_CLOSE_STRONG);
-    hid_t f = H5Fopen(path, H5F_ACC_RDONLY, fapl);
-    if (f < 0) h5_why(why, sizeof why); /* before any other call clears the stack */
+    in->f = H5Fopen(path, H5F_ACC_RDONLY, fapl);
+    if (in->f < 0) h5_why(why, sizeof why); /* before any other call clears the stack */
     H5Pclose(fapl);
-    if (f < 0) {
-        h5_quiet_unlock();
+    ckpt_runlock();
+    if (in->f < 0)
         return err_set(MT_EX_DATAERR,
                        "checkpoint %s cannot be opened (%s): truncated or damaged; resume "
-                       "from an earlier one",
-                       path, why),
-               -1;
-    }
-    h5_quiet_unlock();
-    return f;
+                       "from an earlier one", path, why);
+    return 0;
 }
 
-void ckpt_close_file(hid_t f)
+int ckpt_open_file(const char *path, CkptIn *in)
 {
-    h5_quiet_lock();
-    H5Fclose(f);
+    int sealed;
+    in->f = -1;
+    in->path = path;
+    int rc = ckpt_seal_check(path, &sealed);
+    return rc ? rc : ckpt_open_h5(path, sealed, in);
+}
+
+void ckpt_close_file(CkptIn *in)
+{
+    if (in->f < 0) return;
+    ckpt_rlock(in);
+    H5Fclose(in->f);
     H5Eclear2(H5E_DEFAULT);
-    h5_quiet_unlock();
+    ckpt_runlock();
+    in->f = -1;
 }
 
 /* -------------------- reading and hashing one dataset in pieces (lock taken per piece) */
@@ -146,8 +150,8 @@ void ckpt_close_file(hid_t f)
 /* Read float dataset `d` described by di into dst (di->count floats) or, when dst is
  * NULL, piecewise into scratch (CKPT_PIECE_BYTES) only to hash it.  *h = its xxh3_64.
  * Returns 0 or -1 with why. */
-static int read_hash_f32(hid_t d, const DsInfo *di, float *dst, float *scratch, uint64_t *h,
-                         char *why, size_t nwhy)
+static int read_hash_f32(const CkptIn *in, hid_t d, const DsInfo *di, float *dst,
+                         float *scratch, uint64_t *h, char *why, size_t nwhy)
 {
     XXH3_state_t *st = ckpt_hash_new();
     int rc = 0;
@@ -157,7 +161,7 @@ static int read_hash_f32(hid_t d, const DsInfo *di, float *dst, float *scratch, 
     for (uint64_t r0 = 0; r0 < rows && row; r0 += per) {
         uint64_t nr = MT_MIN(per, rows - r0);
         float *buf = dst ? dst + r0 * row : scratch;
-        h5_quiet_lock();
+        ckpt_rlock(in);
         herr_t e;
         if (di->ndim == 0 || (r0 == 0 && nr == rows)) {
             e = H5Dread(d, H5T_NATIVE_FLOAT, H5S_ALL, H5S_ALL, H5P_DEFAULT, buf);
@@ -169,7 +173,7 @@ static int read_hash_f32(hid_t d, const DsInfo *di, float *dst, float *scratch, 
             H5Sclose(fs);
         }
         if (e < 0) h5_why(why, nwhy);
-        h5_quiet_unlock();
+        ckpt_runlock();
         if (e < 0) {
             rc = -1;
             break;
@@ -184,18 +188,18 @@ static int read_hash_f32(hid_t d, const DsInfo *di, float *dst, float *scratch, 
 /* Open dataset di->path of f, read it (into dst, or through scratch only to hash it:
  * see read_hash_f32) and close it.  Returns 0, -1 when it cannot be opened or -2 when
  * it cannot be read, with why. */
-static int read_array(hid_t f, const DsInfo *di, float *dst, float *scratch, uint64_t *h,
-                      char *why, size_t nwhy)
+static int read_array(const CkptIn *in, const DsInfo *di, float *dst, float *scratch,
+                      uint64_t *h, char *why, size_t nwhy)
 {
-    h5_quiet_lock();
-    hid_t d = H5Dopen2(f, di->path, H5P_DEFAULT);
+    ckpt_rlock(in);
+    hid_t d = H5Dopen2(in->f, di->path, H5P_DEFAULT);
     if (d < 0) h5_why(why, nwhy);
-    h5_quiet_unlock();
+    ckpt_runlock();
     if (d < 0) return -1;
-    int r = read_hash_f32(d, di, dst, scratch, h, why, nwhy);
-    h5_quiet_lock();
+    int r = read_hash_f32(in, d, di, dst, scratch, h, why, nwhy);
+    ckpt_rlock(in);
     H5Dclose(d);
-    h5_quiet_unlock();
+    ckpt_runlock();
     return r < 0 ? -2 : 0;
 }
 
@@ -220,24 +224,25 @@ static void bad_add(Bad *b, FILE *report, const char *fmt, ...)
     if (report) fprintf(report, "BAD  %s\n", line);
 }
 
-int ckpt_verify_open(hid_t f, const char *path, FILE *report, CkptMeta *meta_out)
+int ckpt_verify_open(const CkptIn *in, FILE *report, CkptMeta *meta_out)
 {
     CkptMeta meta;
     char why[256];
-    h5_quiet_lock();
+    hid_t f = in->f;
+    const char *path = in->path;
+    ckpt_rlock(in);
     int rc = ckpt_meta_read(f, path, &meta);
     DsList dl = {0};
     int wrc = rc ? 0 : walk_group(f, "", 0, &dl);
     if (wrc < 0) h5_why(why, sizeof why);
-    h5_quiet_unlock();
+    ckpt_runlock();
+    if (!rc && wrc < 0)
+        rc = err_set(MT_EX_DATAERR, "checkpoint %s: cannot list its arrays (%s): damaged", path,
+                     why);
     if (rc) {
+        if (report) fprintf(report, "BAD  %s\n", err_msg());
         free(dl.v);
         return rc;
-    }
-    if (wrc < 0) {
-        free(dl.v);
-        return err_set(MT_EX_DATAERR, "checkpoint %s: cannot list its arrays (%s): damaged",
-                       path, why);
     }
     if (meta_out) *meta_out = meta;
     if (report)
@@ -255,9 +260,9 @@ int ckpt_verify_open(hid_t f, const char *path, FILE *report, CkptMeta *meta_out
             have_config = 1;
             uint64_t stored = 0;
             int has = 0;
-            h5_quiet_lock();
+            ckpt_rlock(in);
             char *text = ckpt_config_read(f, why, sizeof why, &stored, &has);
-            h5_quiet_unlock();
+            ckpt_runlock();
             if (!text)
                 bad_add(&bad, report, "/config unreadable (%s) in %s", why, path);
             else if (!has)
@@ -300,7 +305,7 @@ int ckpt_verify_open(hid_t f, const char *path, FILE *report, CkptMeta *meta_out
             }
         }
         uint64_t h;
-        int r = read_array(f, di, NULL, scratch, &h, why, sizeof why);
+        int r = read_array(in, di, NULL, scratch, &h, why, sizeof why);
         if (r == -1)
             bad_add(&bad, report, "%s %s cannot be opened in %s (%s)", di->path, shp, path, why);
         else if (r == -2)
@@ -326,15 +331,60 @@ int ckpt_verify_open(hid_t f, const char *path, FILE *report, CkptMeta *meta_out
     return 0;
 }
 
+/* What a verification in another process does (h5_isolated). */
+typedef struct {
+    const char *path;
+    int sealed;
+    FILE *report;
+} VerifyJob;
+
+static int verify_job(void *arg)
+{
+    const VerifyJob *j = arg;
+    CkptIn in;
+    int rc = ckpt_open_h5(j->path, j->sealed, &in);
+    if (rc) {
+        if (j->report) fprintf(j->report, "BAD  %s\n", err_msg());
+        return rc;
+    }
+    rc = ckpt_verify_open(&in, j->report, NULL);
+    ckpt_close_file(&in);
+    return rc;
+}
+
+/* After a seal failed: what HDF5 still reads of the damaged file, in a child process
+ * (bounded; a crash or a loop ends only the child), for the report. */
+static void diagnose(const char *path, FILE *report)
+{
+    char seal[2048], msg[1024];
+    snprintf(seal, sizeof seal, "%s", err_msg());
+    int code = err_code();
+    fprintf(report, "     reading the damaged file anyway, in a separate process:\n");
+    VerifyJob j = {path, 0, report};
+    int stopped = 0;
+    h5_isolated(verify_job, &j, msg, sizeof msg, &stopped);
+    if (stopped) fprintf(report, "BAD  %s\n", msg);
+    err_set(code, "%s", seal);
+}
+
 int ckpt_verify(const char *path, FILE *report)
 {
-    hid_t f = ckpt_open_file(path);
-    if (f < 0) {
+    int sealed = 0;
+    int rc = ckpt_seal_check(path, &sealed);
+    if (rc) {
         if (report) fprintf(report, "BAD  %s\n", err_msg());
-        return err_code();
+        if (report && rc == MT_EX_DATAERR) diagnose(path, report);
+        return rc;
     }
-    int rc = ckpt_verify_open(f, path, report, NULL);
-    ckpt_close_file(f);
+    VerifyJob j = {path, sealed, report};
+    if (sealed) return verify_job(&j);
+    /* no seal: HDF5 parses bytes nobody has checked, which may make it loop or crash;
+     * in a child process that only ends the child, and the caller can fall back */
+    char msg[2048];
+    int stopped = 0;
+    rc = h5_isolated(verify_job, &j, msg, sizeof msg, &stopped);
+    if (rc) err_set(rc, "%s", msg);
+    if (rc && stopped && report) fprintf(report, "BAD  %s\n", msg);
     return rc;
 }
 
@@ -342,30 +392,32 @@ int ckpt_verify(const char *path, FILE *report)
 
 int ckpt_read_meta(const char *path, CkptMeta *meta)
 {
-    hid_t f = ckpt_open_file(path);
-    if (f < 0) return err_code();
-    h5_quiet_lock();
-    int rc = ckpt_meta_read(f, path, meta);
-    h5_quiet_unlock();
-    ckpt_close_file(f);
+    CkptIn in;
+    int rc = ckpt_open_file(path, &in);
+    if (rc) return rc;
+    ckpt_rlock(&in);
+    rc = ckpt_meta_read(in.f, path, meta);
+    ckpt_runlock();
+    ckpt_close_file(&in);
     return rc;
 }
 
 int ckpt_read_config(const char *path, char **config_text)
 {
     *config_text = NULL;
-    hid_t f = ckpt_open_file(path);
-    if (f < 0) return err_code();
+    CkptIn in;
+    int rc = ckpt_open_file(path, &in);
+    if (rc) return rc;
     char why[256];
     CkptMeta meta;
     uint64_t stored = 0;
     int has = 0;
     char *text = NULL;
-    h5_quiet_lock();
-    int rc = ckpt_meta_read(f, path, &meta);
-    if (!rc) text = ckpt_config_read(f, why, sizeof why, &stored, &has);
-    h5_quiet_unlock();
-    ckpt_close_file(f);
+    ckpt_rlock(&in);
+    rc = ckpt_meta_read(in.f, path, &meta);
+    if (!rc) text = ckpt_config_read(in.f, why, sizeof why, &stored, &has);
+    ckpt_runlock();
+    ckpt_close_file(&in);
     if (rc) return rc;
     if (!text) return err_set(MT_EX_DATAERR, "checkpoint %s: /config unreadable (%s)", path, why);
     if (!has || ckpt_hash_bytes(text, strlen(text)) != stored) {
@@ -377,29 +429,25 @@ int ckpt_read_config(const char *path, char **config_text)
     return 0;
 }
 
-/* Open a checkpoint, read its metadata and list its datasets (and, if cks is non-NULL,
- * the root "checksum" attribute).  Returns the open file with *rc = 0, or with *rc set to
- * the error when the metadata or the listing failed (the caller closes the file); or -1
- * with *rc set when it cannot be opened. */
-static hid_t open_listed(const char *path, CkptMeta *m, DsList *dl, char *cks, size_t ncks,
-                         int *rc)
+/* Open a checkpoint into *in, read its metadata and list its datasets (and, if cks is
+ * non-NULL, the root "checksum" attribute).  Returns 0, or the error (in->f is then
+ * open when only the metadata or the listing failed: the caller closes it either way). */
+static int open_listed(const char *path, CkptIn *in, CkptMeta *m, DsList *dl, char *cks,
+                       size_t ncks)
 {
-    hid_t f = ckpt_open_file(path);
-    if (f < 0) {
-        *rc = err_code();
-        return -1;
-    }
+    int rc = ckpt_open_file(path, in);
+    if (rc) return rc;
     char why[256];
-    h5_quiet_lock();
-    *rc = ckpt_meta_read(f, path, m);
-    int wrc = *rc ? 0 : walk_group(f, "", 0, dl);
+    ckpt_rlock(in);
+    rc = ckpt_meta_read(in->f, path, m);
+    int wrc = rc ? 0 : walk_group(in->f, "", 0, dl);
     if (wrc < 0) h5_why(why, sizeof why);
-    if (cks) ckpt_attr_str(f, "checksum", cks, ncks);
-    h5_quiet_unlock();
-    if (!*rc && wrc < 0)
-        *rc = err_set(MT_EX_DATAERR, "checkpoint %s: cannot list its arrays (%s): damaged", path,
-                      why);
-    return f;
+    if (cks) ckpt_attr_str(in->f, "checksum", cks, ncks);
+    ckpt_runlock();
+    if (!rc && wrc < 0)
+        rc = err_set(MT_EX_DATAERR, "checkpoint %s: cannot list its arrays (%s): damaged", path,
+                     why);
+    return rc;
 }
 
 int ckpt_info(const char *path, FILE *out)
@@ -407,10 +455,9 @@ int ckpt_info(const char *path, FILE *out)
     CkptMeta m;
     DsList dl = {0};
     char cks[32] = "";
-    int rc;
-    hid_t f = open_listed(path, &m, &dl, cks, sizeof cks, &rc);
-    if (f < 0) return rc;
-    ckpt_close_file(f);
+    CkptIn in;
+    int rc = open_listed(path, &in, &m, &dl, cks, sizeof cks);
+    ckpt_close_file(&in);
     if (rc) {
         free(dl.v);
         return rc;
@@ -452,9 +499,12 @@ int ckpt_read(const char *path, const Model *model, const OptimConf *optim, floa
     int nst = optim && states ? optim_nstates(optim) : 0;
     CkptMeta m;
     DsList dl = {0};
-    int rc;
-    hid_t f = open_listed(path, &m, &dl, NULL, 0, &rc);
-    if (f < 0) return rc;
+    CkptIn in;
+    int rc = open_listed(path, &in, &m, &dl, NULL, 0);
+    if (rc && in.f < 0) {
+        free(dl.v);
+        return rc;
+    }
     char why[256];
     CkptArray *arr = NULL;
     int narr = rc ? 0 : ckpt_arrays(model, optim, nst, &arr);
@@ -510,7 +560,7 @@ int ckpt_read(const char *path, const Model *model, const OptimConf *optim, floa
             break;
         }
         uint64_t h;
-        int r = read_array(f, di, dst, NULL, &h, why, sizeof why);
+        int r = read_array(&in, di, dst, NULL, &h, why, sizeof why);
         if (r == -1) {
             rc = err_set(MT_EX_DATAERR, "array %s in checkpoint %s cannot be opened (%s)",
                          arr[i].path, path, why);
@@ -530,9 +580,9 @@ int ckpt_read(const char *path, const Model *model, const OptimConf *optim, floa
     if (!rc) {
         uint64_t stored = 0;
         int has = 0;
-        h5_quiet_lock();
-        char *text = ckpt_config_read(f, why, sizeof why, &stored, &has);
-        h5_quiet_unlock();
+        ckpt_rlock(&in);
+        char *text = ckpt_config_read(in.f, why, sizeof why, &stored, &has);
+        ckpt_runlock();
         if (!text || !has || ckpt_hash_bytes(text, strlen(text)) != stored)
             rc = err_set(MT_EX_DATAERR, "checkpoint %s: /config %s", path,
                          !text ? why : !has ? "has no checksum" : "fails its checksum");
@@ -540,7 +590,7 @@ int ckpt_read(const char *path, const Model *model, const OptimConf *optim, floa
     }
     free(arr);
     free(dl.v);
-    ckpt_close_file(f);
+    ckpt_close_file(&in);
     if (!rc && meta) *meta = m;
     return rc;
 }

@@ -53,6 +53,7 @@ typedef struct {
     const char *tmp;
     size_t total;   /* estimated bytes */
     size_t written; /* array bytes handed to HDF5 so far */
+    double seal_s;  /* seconds spent sealing (hashing the file) */
     char why[256];
 } WriteCtx;
 
@@ -156,7 +157,10 @@ static int write_file(const CkptState *s, WriteCtx *w)
     hid_t fapl = H5Pcreate(H5P_FILE_ACCESS);
     H5Pset_libver_bounds(fapl, H5F_LIBVER_V18, H5F_LIBVER_V18);
     H5Pset_fclose_degree(fapl, H5F_CLOSE_STRONG);
-    hid_t f = H5Fcreate(w->tmp, H5F_ACC_TRUNC, H5P_DEFAULT, fapl);
+    hid_t fcpl = H5Pcreate(H5P_FILE_CREATE);
+    H5Pset_userblock(fcpl, CKPT_SEAL_BYTES); /* room for the seal, written after the close */
+    hid_t f = H5Fcreate(w->tmp, H5F_ACC_TRUNC, fcpl, fapl);
+    H5Pclose(fcpl);
     if (f < 0) h5_why(w->why, sizeof w->why);
     int *h5fd = NULL; /* HDF5's file descriptor (sec2 driver), see discard_writes() */
     if (f >= 0 && H5Fget_vfd_handle(f, fapl, (void **)&h5fd) < 0) h5fd = NULL;
@@ -226,6 +230,11 @@ static int write_file(const CkptState *s, WriteCtx *w)
     if (fd < 0 || fstat(fd, &st) != 0 || ftruncate(fd, st.st_size) != 0)
         log_info("checkpoint: cannot trim the reserved space of %s: %s", w->tmp, strerror(errno));
     if (fd >= 0) close(fd);
+    /* the seal: the whole file's hash in the user block, checked before HDF5 reads it */
+    double t0 = now_s();
+    if (ckpt_seal_write(w->tmp, w->why, sizeof w->why) != 0)
+        return err_set(MT_EX_IOERR, "writing checkpoint %s failed: %s", w->tmp, w->why);
+    w->seal_s = now_s() - t0;
     return 0;
 }
 
@@ -261,7 +270,7 @@ int ckpt_write(const char *dir, const CkptState *s, int keep, char *path_out, si
     size_t narrays = 0;
     for (int l = 0; l < s->model->nlayers; l++) narrays += s->model->layers[l].nparams;
     w.total = s->model->ntrainable * 4 * (size_t)(1 + s->nstates) +
-              (s->config_text ? strlen(s->config_text) : 0) + ((size_t)64 << 10) +
+              (s->config_text ? strlen(s->config_text) : 0) + ((size_t)64 << 10) + CKPT_SEAL_BYTES +
               narrays * (1 + s->nstates) * 2048;
     struct rlimit rl;
     if (getrlimit(RLIMIT_FSIZE, &rl) == 0 && rl.rlim_cur != RLIM_INFINITY &&
@@ -294,9 +303,10 @@ int ckpt_write(const char *dir, const CkptState *s, int keep, char *path_out, si
         pthread_t th;
         int threaded = pthread_create(&th, NULL, fsync_main, &fj) == 0;
         if (!threaded) fsync_main(&fj);
-        hid_t f = ckpt_open_file(tmp);
-        rc = f < 0 ? err_code() : ckpt_verify_open(f, tmp, NULL, NULL);
-        if (f >= 0) ckpt_close_file(f);
+        CkptIn in;
+        rc = ckpt_open_h5(tmp, 1, &in);
+        if (!rc) rc = ckpt_verify_open(&in, NULL, NULL);
+        ckpt_close_file(&in);
         if (rc) {
             char first[2048];
             snprintf(first, sizeof first, "%s", err_msg());
@@ -334,8 +344,8 @@ int ckpt_write(const char *dir, const CkptState *s, int keep, char *path_out, si
     free(v);
     ckpt_prune(dir, keep, name);
     double t4 = now_s();
-    log_info("checkpoint: wrote %s (%.1f MB) in %.2f s: write %.2f, verify %.2f, fsync done "
-             "%.2f s later (%.0f MB/s)", fin, w.written / 1e6, t4 - t0, t1 - t0, t2 - t1,
-             t3 - t2, w.written / 1e6 / (t4 - t0));
+    log_info("checkpoint: wrote %s (%.1f MB) in %.2f s: write %.2f (seal %.3f), verify %.2f, "
+             "fsync done %.2f s later (%.0f MB/s)", fin, w.written / 1e6, t4 - t0, t1 - t0,
+             w.seal_s, t2 - t1, t3 - t2, w.written / 1e6 / (t4 - t0));
     return 0;
 }

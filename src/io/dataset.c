@@ -258,7 +258,7 @@ int dataset_index_read(const char *dir, DatasetInfo *info, DatasetShardEntry **s
                        "finish leaves no index.h5; re-run `mpitrain data import`)", path,
                        strerror(errno));
 
-    h5_quiet_lock();
+    h5_read_lock(path, 0); /* bounded: io/h5.h */
     hid_t fid = H5Fopen(path, H5F_ACC_RDONLY, H5P_DEFAULT);
     if (fid < 0) {
         char det[256];
@@ -346,7 +346,7 @@ int dataset_index_read(const char *dir, DatasetInfo *info, DatasetShardEntry **s
                      path, (long long)sum, (long long)info->num_samples);
 out:
     if (fid >= 0) H5Fclose(fid);
-    h5_quiet_unlock();
+    h5_read_unlock();
     if (rc) {
         free(*shards);
         *shards = NULL;
@@ -379,7 +379,7 @@ int dataset_shard_open(const DatasetInfo *info, const DatasetShardEntry *e, int 
     if (access(path, F_OK) != 0)
         return err_set(MT_EX_NOINPUT, "shard %d (%s) of dataset %s is missing: %s; restore it "
                        "or re-import the dataset", k, path, info->dir, strerror(errno));
-    h5_quiet_lock();
+    h5_read_lock(path, 0);
     h->fid = H5Fopen(path, H5F_ACC_RDONLY, H5P_DEFAULT);
     if (h->fid < 0) {
         h5_detail(det, sizeof det);
@@ -451,7 +451,7 @@ out:
     if (sp >= 0) H5Sclose(sp);
     if (t >= 0) H5Tclose(t);
     if (rc) dataset_shard_close(h);
-    h5_quiet_unlock();
+    h5_read_unlock();
     return rc;
 }
 
@@ -482,14 +482,14 @@ int dataset_shard_read_rows(const DatasetInfo *info, const DatasetShardHandles *
         hsize_t start[4] = {(hsize_t)p, 0, 0, 0}, count[4] = {(hsize_t)m, 0, 0, 0};
         for (int i = 0; i < info->ndim; i++) count[i + 1] = (hsize_t)info->shape[i];
         int e = 0;
-        h5_quiet_lock();
+        h5_read_lock(path, 0);
         if (x)
             e = read_piece(h->xid, xmem, info->ndim + 1, start, count,
                            (char *)x + (size_t)(p - lo) * row);
         if (!e && y) e = read_piece(h->yid, H5T_NATIVE_INT32, 1, start, count, y + (p - lo));
         char det[256];
         if (e) h5_detail(det, sizeof det);
-        h5_quiet_unlock();
+        h5_read_unlock();
         if (e)
             return err_set(MT_EX_DATAERR, "cannot read rows %lld..%lld of %s from shard %s (%s): "
                            "the file is damaged; run `mpitrain data verify %s`", (long long)p,

@@ -38,13 +38,13 @@ int dataset_print_info(const char *dir, FILE *out)
     print_header(&in, out);
     char path[4096], src[1024] = "";
     if (!dataset_join(path, sizeof path, dir, DATASET_INDEX)) {
-        h5_quiet_lock();
+        h5_read_lock(path, 0);
         hid_t f = H5Fopen(path, H5F_ACC_RDONLY, H5P_DEFAULT);
         if (f >= 0 && H5Aexists(f, "source") > 0 &&
             dataset_attr_str(f, path, "source", src, sizeof src) != 0)
             src[0] = 0;
         if (f >= 0) H5Fclose(f);
-        h5_quiet_unlock();
+        h5_read_unlock();
         err_clear();
     }
     if (src[0]) fprintf(out, "source     %s\n", src);
@@ -70,7 +70,7 @@ static int check_shard_norm(const DatasetInfo *in, const DatasetShardHandles *h,
     static const char *const names[3] = {"scale", "mean", "std"};
     const float want[3] = {in->scale, in->mean, in->std};
     int rc = 0;
-    h5_quiet_lock();
+    h5_read_lock(path, 0);
     for (int i = 0; i < 3 && !rc; i++) {
         double v;
         if (H5Aexists(h->xid, names[i]) <= 0) continue;
@@ -81,7 +81,7 @@ static int check_shard_norm(const DatasetInfo *in, const DatasetShardHandles *h,
             rc = err_set(MT_EX_DATAERR, "shard %s: x attribute %s = %.9g but index.h5 says %.9g",
                          path, names[i], v, (double)want[i]);
     }
-    h5_quiet_unlock();
+    h5_read_unlock();
     return rc;
 }
 

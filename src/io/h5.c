@@ -11,8 +11,9 @@
 
 static pthread_once_t g_once = PTHREAD_ONCE_INIT;
 static pthread_mutex_t g_mutex;
+static int g_auto_off; /* guarded by the lock: HDF5's error printing has been turned off */
 
-static void lock_init(void)
+static void mutex_make(void)
 {
     pthread_mutexattr_t a;
     CHECK(pthread_mutexattr_init(&a) == 0);
@@ -21,10 +22,27 @@ static void lock_init(void)
     pthread_mutexattr_destroy(&a);
 }
 
+/* In a child made by fork() the lock is held by a thread that does not exist there:
+ * start it afresh (h5_isolated forks while holding it, so HDF5 is between calls). */
+static void lock_after_fork(void) { mutex_make(); }
+
+static void lock_init(void)
+{
+    mutex_make();
+    CHECK(pthread_atfork(NULL, NULL, lock_after_fork) == 0);
+}
+
 void h5_lock(void)
 {
     CHECK(pthread_once(&g_once, lock_init) == 0);
     CHECK(pthread_mutex_lock(&g_mutex) == 0);
+    if (!g_auto_off) {
+        /* once for the process: HDF5 prints nothing, neither error stacks (HDF5-DIAG)
+         * nor, at exit, "infinite loop closing library" (H5_term_library prints that
+         * only while automatic error printing is on) */
+        H5Eset_auto2(H5E_DEFAULT, NULL, NULL);
+        g_auto_off = 1;
+    }
 }
 
 void h5_unlock(void)
@@ -34,25 +52,9 @@ void h5_unlock(void)
 
 /* ---------------------------------------------------------------- quiet mode */
 
-static int g_quiet_depth; /* guarded by the lock */
-static H5E_auto2_t g_saved_func;
-static void *g_saved_data;
+void h5_quiet_lock(void) { h5_lock(); }
 
-void h5_quiet_lock(void)
-{
-    h5_lock();
-    if (g_quiet_depth++ == 0) {
-        H5Eget_auto2(H5E_DEFAULT, &g_saved_func, &g_saved_data);
-        H5Eset_auto2(H5E_DEFAULT, NULL, NULL);
-    }
-}
-
-void h5_quiet_unlock(void)
-{
-    CHECK(g_quiet_depth > 0);
-    if (--g_quiet_depth == 0) H5Eset_auto2(H5E_DEFAULT, g_saved_func, g_saved_data);
-    h5_unlock();
-}
+void h5_quiet_unlock(void) { h5_unlock(); }
 
 /* ---------------------------------------------------------------- error text */
 
@@ -156,6 +158,25 @@ int h5_attr_put_str(hid_t obj, const char *name, const char *s)
     int rc = H5Tset_size(t, H5T_VARIABLE) < 0 || H5Tset_cset(t, H5T_CSET_UTF8) < 0 ? -1 : 0;
     const char *v = s ? s : "";
     if (!rc) rc = h5_attr_put(obj, name, t, t, &v, 0);
+    H5Tclose(t);
+    h5_quiet_unlock();
+    return rc;
+}
+
+int h5_attr_put_fstr(hid_t obj, const char *name, const char *s)
+{
+    const char *v = s ? s : "";
+    size_t len = strlen(v);
+    h5_quiet_lock();
+    hid_t t = H5Tcopy(H5T_C_S1);
+    int rc = H5Tset_size(t, len ? len : 1) < 0 || H5Tset_strpad(t, H5T_STR_NULLPAD) < 0 ||
+                     H5Tset_cset(t, H5T_CSET_UTF8) < 0
+                 ? -1
+                 : 0;
+    char *buf = xcalloc(len + 1, 1);
+    memcpy(buf, v, len);
+    if (!rc) rc = h5_attr_put(obj, name, t, t, buf, 0);
+    free(buf);
     H5Tclose(t);
     h5_quiet_unlock();
     return rc;

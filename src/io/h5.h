@@ -14,7 +14,7 @@
  * fails (a pthread error is a bug: CHECK).
  *
  * Every other function here that calls HDF5 takes the quiet lock itself; callers may
- * already hold it.  None of them calls err_set(): they return a status and the caller
+ * already hold it (a read lock too).  None of them calls err_set(): they return a status and the caller
  * words the message (a checkpoint and a dataset say different things). */
 #ifndef MPITRAIN_IO_H5_H
 #define MPITRAIN_IO_H5_H
@@ -26,11 +26,47 @@
 void h5_lock(void);
 void h5_unlock(void);
 
-/* The lock, and HDF5's automatic error printing off until the matching unlock (nested
- * calls allowed; the outermost unlock restores what was set before).  Expected failures
- * (a missing attribute, a truncated file) are then reported by our own messages. */
+/* The same lock, named for sections that expect failures (a missing attribute, a
+ * truncated file), which our own messages then report.  HDF5 prints nothing in this
+ * process in any case: its automatic error printing is turned off at the first lock,
+ * so neither error stacks ("HDF5-DIAG") nor the "infinite loop closing library" it
+ * prints at exit after a damaged file reach the user. */
 void h5_quiet_lock(void);
 void h5_quiet_unlock(void);
+
+/* ---- bounded reads (h5_guard.c)
+ * HDF5 trusts a file's metadata: a few damaged bytes can make a call loop for ever or
+ * crash, and an HDF5 call cannot be interrupted.  Every read of a file (open, metadata,
+ * data) therefore holds h5_read_lock, under which a watchdog thread watches the holder.
+ * The bound B is MPITRAIN_HDF5_TIMEOUT in seconds (default 5; 0 = no bound, no watchdog,
+ * no crash handler, h5_isolated runs in the process).  While the outermost read lock is
+ * held, if the holder's current HDF5 section
+ *   - has run for B seconds with the CPU busy (>= 10 % of that time): HDF5 is looping on
+ *     damaged metadata -> "error: reading PATH: ..." and _exit(65) (70 when intact);
+ *   - has waited for the storage for 12 B seconds -> the same, _exit(74);
+ *   - crashes (SIGSEGV, SIGBUS, SIGFPE, SIGILL, SIGABRT in that thread) -> _exit(65)
+ *     (70 when intact).
+ * _exit, because exit() would run HDF5's cleanup with a thread still inside HDF5.  The
+ * bound applies per lock section: each holds one metadata operation or one read of at
+ * most a few MB, so a healthy file never comes near it. */
+
+/* B in seconds (read once from the environment; a bad value is reported and ignored). */
+double h5_read_bound_s(void);
+
+/* The lock (nested calls allowed, as h5_quiet_lock) for reading the file `path`, which is
+ * borrowed until the matching h5_read_unlock and named in the messages.  intact = 1:
+ * the file's bytes were verified before HDF5 saw them (a sealed checkpoint), so a stuck
+ * call is the storage or an HDF5 bug, not damage. */
+void h5_read_lock(const char *path, int intact);
+void h5_read_unlock(void);
+
+/* Run fn(arg) in a child process (fork) and return its status, with its err_msg() in
+ * msg (n bytes; "" on success), so that a read that loops or crashes ends only the
+ * child: then *stopped = 1, the status is 65, 70 or 74 and msg the watchdog's "reading
+ * PATH: ..." (a child killed otherwise: 65, "killed by signal N").  What fn writes to a
+ * FILE is flushed by the child; fn's other effects stay in the child.  Call without
+ * holding the lock.  With no bound (B = 0), or if fork fails, fn runs in this process. */
+int h5_isolated(int (*fn)(void *arg), void *arg, char *msg, size_t n, int *stopped);
 
 /* Why the last HDF5 call failed, for I/O errors: the errno text if the file driver
  * reported one ("No space left on device (errno 28)"), else the innermost message of
@@ -55,8 +91,13 @@ int h5_attr_put(hid_t obj, const char *name, hid_t ftype, hid_t mtype, const voi
 /* Scalar uint64 (little-endian in the file) and int32 attributes. */
 int h5_attr_put_u64(hid_t obj, const char *name, uint64_t v);
 int h5_attr_put_i32(hid_t obj, const char *name, int v);
-/* Scalar variable-length UTF-8 string attribute (s = NULL writes ""). */
+/* Scalar variable-length UTF-8 string attribute (s = NULL writes ""); h5py writes its
+ * strings so.  The text lives in the file's global heap, which a reader must parse. */
 int h5_attr_put_str(hid_t obj, const char *name, const char *s);
+/* Scalar fixed-length UTF-8 string attribute of exactly strlen(s) bytes (at least 1),
+ * NUL-padded: the text is in the attribute itself, no global heap (h5py reads it as
+ * bytes). */
+int h5_attr_put_fstr(hid_t obj, const char *name, const char *s);
 
 /* ---- attribute readers: one element (a scalar or a 1-element array) */
 

@@ -1,7 +1,9 @@
 #!/usr/bin/env bash
 # Checkpoints as files: h5py reads every array by name with its true shape and the
 # documented attributes; each dataset's xxh3_64 attribute is XXH3-64 of its bytes
-# (recomputed through libxxhash); `ckpt info` / `ckpt verify` and their exit codes;
+# (recomputed through libxxhash), and the seal in the first 512 bytes is XXH3-128 of the
+# whole file; string attributes are fixed-length (no global heap); `ckpt info` /
+# `ckpt verify` and their exit codes;
 # checkpoint.keep; a corrupt or truncated checkpoint is detected (65) and `--resume auto`
 # falls back to the previous one, says so, and ends bitwise equal to the uninterrupted
 # run; a checkpoint written by 2 ranks resumes on 1 rank to the same bits; async
@@ -35,10 +37,17 @@ import ctypes, ctypes.util, sys
 import h5py, numpy as np
 path = sys.argv[1]
 f = h5py.File(path, "r")
-a = f.attrs
 def check(cond, what):
     if not cond:
         sys.exit("FAIL: %s" % what)
+class Attrs:  # our strings are fixed-length: h5py gives bytes
+    def __init__(self, a): self.a = a
+    def __contains__(self, k): return k in self.a
+    def __getitem__(self, k):
+        v = self.a[k]
+        check(not isinstance(v, str), "attribute %s is a variable-length string" % k)
+        return v.decode() if isinstance(v, bytes) else v
+a = Attrs(f.attrs)
 check(a["format"] == "mpitrain-checkpoint", "format attribute %r" % a["format"])
 check(int(a["version"]) == 1, "version")
 check(int(a["step"]) == 30, "step %r" % a["step"])
@@ -60,11 +69,11 @@ for name, shape in shapes.items():
     total += int(np.prod(shape))
 check(int(a["nparams"]) == total, "nparams %d, arrays hold %d" % (int(a["nparams"]), total))
 check(sorted(f["model"].keys()) == ["dense0", "dense1"], "model groups %s" % list(f["model"].keys()))
-check(f["model/dense0"].attrs["activation"] == "relu", "dense0 activation attribute")
+check(Attrs(f["model/dense0"].attrs)["activation"] == "relu", "dense0 activation attribute")
 check(int(f["model/dense0"].attrs["out"]) == 64 and int(f["model/dense0"].attrs["in"]) == 784, "dense0 in/out")
 check((f["optim/v/dense0/w"][...] >= 0).all(), "adam v must be >= 0")
 check(np.abs(f["optim/m/dense0/w"][...]).max() > 0, "adam m is all zero after 30 steps")
-s = f["state"].attrs
+s = Attrs(f["state"].attrs)
 check(int(s["step"]) == 30 and int(s["seed"]) == 7, "/state step/seed")
 check("pos_in_epoch" in s and "epoch" in s and s["rng"] == "philox4x32-10", "/state cursor and rng")
 cfg = f["config"][()].decode()
@@ -87,18 +96,27 @@ def visit(name, obj):
     n += 1
 f.visititems(visit)
 check(n == 13, "expected 13 datasets (config + 4 model + 8 optim), found %d" % n)
-print("h5py: ok (%d datasets, checksums recomputed)" % n)
+check(f.userblock_size == 512, "user block of %d bytes, want 512 (the seal)" % f.userblock_size)
+f.close()
+# the seal: XXH3-128 of the whole file, its 32 hex digits taken as '0'
+b = bytearray(open(path, "rb").read())
+head = ("mpitrain checkpoint seal 1\nbytes %020d\nxxh3-128 " % len(b)).encode()
+check(bytes(b[:63]) == head and b[95:96] == b"\n" and not any(b[96:512]), "seal layout %r" % bytes(b[:96]))
+check(b"GCOL" not in b, "a global heap (variable-length strings) in the file")
+stored = bytes(b[63:95]).decode()
+b[63:95] = b"0" * 32
+class H128(ctypes.Structure):
+    _fields_ = [("low64", ctypes.c_uint64), ("high64", ctypes.c_uint64)]
+lib.XXH3_128bits.restype = H128
+lib.XXH3_128bits.argtypes = (ctypes.c_char_p, ctypes.c_size_t)
+h = lib.XXH3_128bits(bytes(b), len(b))
+check("%016x%016x" % (h.high64, h.low64) == stored, "seal hash %s is not XXH3-128 of the file" % stored)
+print("h5py: ok (%d datasets, checksums and the seal recomputed)" % n)
 PY
 
 note "a flipped byte inside an array: verify names it (65); resume skips that checkpoint"
 cp -r "$CK" "$WORK/bad"
-"$PYTHON" - "$WORK/bad/step-00000030.h5" <<'PY'
-import sys, h5py
-with h5py.File(sys.argv[1], "r") as f:
-    off = f["model/dense0/w"].id.get_offset()
-with open(sys.argv[1], "r+b") as g:
-    g.seek(off + 1000); c = g.read(1); g.seek(off + 1000); g.write(bytes([c[0] ^ 0x10]))
-PY
+"$PYTHON" tests/e2e/damage.py array "$WORK/bad/step-00000030.h5" model/dense0/w 1000
 expect_exit 65 "$MPITRAIN" ckpt verify "$WORK/bad/step-00000030.h5"
 expect_out "/model/dense0/w.*checksum"
 expect_exit 65 "$MPITRAIN" ckpt verify "$WORK/bad"
