@@ -67,6 +67,7 @@ typedef struct {
     double run_step_timeout_s; /* watchdog; 0 = off */
     int run_trace;             /* bool: write trace.json */
     char run_progress[16];     /* auto | tty | plain | off */
+    char run_stop_signals[64]; /* "TERM USR1": checkpoint and exit 75 (parallel/signals.h) */
 } Config;
 
 /* Defaults for every key. */

@@ -121,6 +121,9 @@ const KeyDesc config_keys[] = {
     K_BOOL("run", "trace", run_trace, "false", "write trace.json (Chrome trace format)"),
     K_ENUM("run", "progress", run_progress, "auto|tty|plain|off", "auto",
            "progress display on stderr: auto (tty if stderr is a terminal), tty, plain, off"),
+    K_STR("run", "stop_signals", run_stop_signals, 1, "TERM USR1",
+          "signals on which every rank checkpoints at the next step and exits 75: any of "
+          "TERM INT HUP USR1 USR2, space-separated (others keep their default action)"),
 };
 const int config_nkeys = (int)(sizeof config_keys / sizeof config_keys[0]);
 
