@@ -11,6 +11,7 @@
 #    STOP_SIGNAL=USR2): only that task requeues; both end with the reference's bits;
 #  - SIGTERM alone to the ranks (`scancel -s TERM`): checkpoint, requeue, same bits;
 #  - no scontrol in the job: said in the log, exit 75, no requeue;
+#  - a plain `scancel`: the ranks checkpoint, the job is not requeued;
 #  - the sweep as a job array and through mpirun: one CSV each (same columns) and PNGs.
 source "$(dirname "$0")/lib.sh"
 need_fmnist
@@ -107,17 +108,20 @@ wait_end "$jpre" 180
 grep -q "received SIGUSR1" "$WORK/preempted.out" || fail "preempted: no SIGUSR1 at the preemption (preempt_send_user_signal)"
 check_run preempted "$jpre" "$WORK/runs/fmnist-small-$jpre" 1
 
-phase "1-node jobs, two at a time: an array (USR2 to task 0 only), TERM-only, no scontrol"
+phase "1-node jobs, two at a time: an array (USR2 to task 0 only), TERM-only, no scontrol, scancel"
 jarr=$(STOP_SIGNAL=USR2 submit array --array=0-1 --nodes=1 --output="$WORK/array-%a.out")
 jterm=$(submit term --nodes=1)
 jnosc=$(SCONTROL=scontrol-not-in-this-container submit noscontrol --nodes=1)
+jcanc=$(submit cancelled --nodes=1)
 wait_step "$WORK/runs/fmnist-small-${jarr}_0" "${jarr}_0" 30
 scancel -s USR2 -b "${jarr}_0"
 wait_step "$WORK/runs/fmnist-small-$jterm" "$jterm" 30
 scancel -s TERM "$jterm"           # the ranks (all steps, not the batch script): what a time limit sends them
 wait_step "$WORK/runs/fmnist-small-$jnosc" "$jnosc" 30
 scancel -s USR1 -b "$jnosc"
-wait_end "${jarr}_0"; wait_end "${jarr}_1"; wait_end "$jterm"; wait_end "$jnosc"
+wait_step "$WORK/runs/fmnist-small-$jcanc" "$jcanc" 30
+scancel "$jcanc"               # the user's cancel: SIGTERM to everything, the script included
+wait_end "${jarr}_0"; wait_end "${jarr}_1"; wait_end "$jterm"; wait_end "$jnosc"; wait_end "$jcanc"
 cp "$WORK/array-0.out" "$WORK/array0.out"; cp "$WORK/array-1.out" "$WORK/array1.out"
 grep -q "requeued ${jarr}_0 (requeue 1" "$WORK/array0.out" || { tail -n 30 "$WORK/array0.out"; fail "array task 0: not requeued as ${jarr}_0"; }
 grep -q "SIGUSR2 received" "$WORK/array0.out" || fail "array task 0: the ranks did not get SIGUSR2"
@@ -130,6 +134,10 @@ check_run term "$jterm" "$WORK/runs/fmnist-small-$jterm" 1
 grep -q "cannot requeue: 'scontrol-not-in-this-container' not found" "$WORK/noscontrol.out" || fail "noscontrol: the missing scontrol is not logged"
 [ "$(field "$jnosc" Restarts)" = 0 ] || fail "noscontrol: requeued"
 echo "noscontrol: job $jnosc checkpointed, logged that scontrol is missing and exited 75 ($(field "$jnosc" ExitCode))"
+[ "$(state "$jcanc")" = CANCELLED ] && [ "$(field "$jcanc" Restarts)" = 0 ] || fail "cancelled: job $jcanc is $(state "$jcanc"), restarts $(field "$jcanc" Restarts)"
+grep -q "signal received: writing a checkpoint" "$WORK/cancelled.out" || fail "cancelled: the ranks did not checkpoint on the cancel"
+grep -q "not requeueing: SIGTERM reached this script" "$WORK/cancelled.out" || fail "cancelled: the reason for not requeueing is not logged"
+echo "cancelled: job $jcanc checkpointed at step $(latest_step "$WORK/runs/fmnist-small-$jcanc") on scancel and was not requeued"
 
 phase "the sweep: a job array on the cluster (scripts/sweep-run --slurm) and with mpirun here"
 SW=$WORK/sweep-small.txt

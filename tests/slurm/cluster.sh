@@ -98,7 +98,7 @@ EOF
 
 start_bg() { # NAME COMMAND...: start a daemon in the foreground mode, in the background
     local name=$1; shift
-    "$@" >>"$DIR/log/$name.out" 2>&1 </dev/null &
+    setsid "$@" >>"$DIR/log/$name.out" 2>&1 </dev/null &   # own session: a Ctrl-C of the caller does not reach it
     echo "$name $!" >> "$DIR/pids"
 }
 
@@ -151,6 +151,20 @@ leftovers() {
     done
 }
 
+alive() { # PID: running (a zombie, which nobody may reap here, is not)
+    local st; st=$(sed -n 's/^[0-9]* (.*) \([A-Z]\) .*/\1/p' "/proc/$1/stat" 2>/dev/null) || return 1
+    [ -n "$st" ] && [ "$st" != Z ] && [ "$st" != X ]
+}
+wait_gone() { # TENTHS PID...: until none is alive, at most TENTHS x 0.1 s
+    local n=$1 p; shift
+    while [ "$n" -gt 0 ]; do
+        for p in "$@"; do alive "$p" && break; done
+        alive "$p" || return 0
+        sleep 0.1; n=$((n - 1))
+    done
+    return 1
+}
+
 stop() {
     [ -f "$DIR/pids" ] || return 0
     # quick enough for a test runner's timeout (TERM, then KILL 5 s later): about 4 s at most
@@ -162,14 +176,13 @@ stop() {
     fi
     local name pid pids=()
     while read -r name pid; do pids+=("$pid"); done < <(tac "$DIR/pids")   # slurmd, slurmctld, munged
-    for pid in "${pids[@]}"; do kill -TERM "$pid" 2>/dev/null || true; done
-    local t=0
-    for pid in "${pids[@]}"; do
-        while kill -0 "$pid" 2>/dev/null && [ $t -lt 10 ]; do sleep 0.2; t=$((t + 1)); done
-        kill -KILL "$pid" 2>/dev/null || true
-    done
+    kill -TERM "${pids[@]}" 2>/dev/null || true
+    wait_gone 15 "${pids[@]}" || kill -KILL "${pids[@]}" 2>/dev/null || true
     local left; left=$(leftovers)
-    [ -z "$left" ] || kill -KILL $left 2>/dev/null || true
+    if [ -n "$left" ]; then
+        kill -KILL $left 2>/dev/null || true
+        wait_gone 10 $left || true
+    fi
     rm -f "$DIR/pids"
 }
 
