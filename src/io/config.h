@@ -69,6 +69,7 @@ typedef struct {
     int run_trace;             /* bool: write trace.json */
     char run_progress[16];     /* auto | tty | plain | off */
     char run_slow[64];         /* straggler injection "RANK:MS[:EVERY]" ("" = off) */
+    char run_stop_signals[64]; /* "TERM USR1": checkpoint and exit 75 (parallel/signals.h) */
 } Config;
 
 /* Defaults for every key. */

@@ -130,6 +130,9 @@ const KeyDesc config_keys[] = {
     K_STR("run", "slow", run_slow, 0, "",
           "straggler injection for experiments: RANK:MS[:EVERY] sleeps MS ms in that rank's "
           "step every EVERY-th step (default every step); empty = off"),
+    K_STR("run", "stop_signals", run_stop_signals, 1, "TERM USR1",
+          "signals on which every rank checkpoints at the next step and exits 75: any of "
+          "TERM INT HUP USR1 USR2, space-separated (others keep their default action)"),
 };
 const int config_nkeys = (int)(sizeof config_keys / sizeof config_keys[0]);
 

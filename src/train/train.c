@@ -108,7 +108,7 @@ int train_run(const TrainOptions *o)
     Trainer *t = &T;
     int st = train_start(t);
     if (st) return st;
-    signals_install();
+    signals_install(NULL); /* the default set until the config names its own */
 
     int resumed = 0;
     if ((st = train_setup_config(t, o))) goto out;

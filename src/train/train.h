@@ -13,7 +13,7 @@ typedef struct {
 
 /* Train a job.  Initialises MPI (every rank calls it).  Returns the process exit code:
  * 0, 64-78 (sysexits.h) after printing the error on the rank that had it, 75 after a
- * clean checkpoint on SIGTERM/SIGUSR1. */
+ * clean checkpoint on one of run.stop_signals (default SIGTERM, SIGUSR1). */
 int train_run(const TrainOptions *o);
 
 /* Evaluate the weights of `target` (a run directory: its newest valid checkpoint, or a

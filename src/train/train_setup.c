@@ -6,6 +6,7 @@
 
 #include "core/common.h"
 #include "core/cpuinfo.h"
+#include "parallel/signals.h"
 #include "parallel/watchdog.h"
 #include "train/train_impl.h"
 
@@ -123,6 +124,7 @@ int train_setup_config(Trainer *t, const TrainOptions *o)
     if (!st) st = setup_split(t);
     if (!st) st = straggler_parse(t->cfg.run_slow, t->world, &t->slow);
     if (!st) st = device_create("cpu", t->comm->local_rank, &t->dev);
+    if (!st) st = signals_install(t->cfg.run_stop_signals);
     if ((st = train_agree(t, st, "configuration"))) return st;
     t->config_text = config_to_string(&t->cfg);
     const Config *c = &t->cfg;
