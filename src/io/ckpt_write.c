@@ -1,7 +1,7 @@
 /* ckpt_write.c — writing one checkpoint file: size and space checks, NAME.tmp written
- * array by array (checksums hashed on a helper thread meanwhile), fsync'd while it is
- * re-read and verified, renamed, then `latest` and pruning (ckpt_dir.c).  See ckpt.h
- * for the format and the contracts. */
+ * array by array (checksums hashed on a helper thread meanwhile), sealed and fsync'd
+ * while it is re-read and verified, renamed, then `latest` and pruning (ckpt_dir.c).
+ * See ckpt.h for the format and the contracts. */
 #include <errno.h>
 #include <fcntl.h>
 #include <pthread.h>
@@ -18,14 +18,22 @@
 
 /* ---------------------------------------------------------------- writing the file */
 
+/* The seal and the fsync, on a thread of their own while the main one re-reads and
+ * verifies the arrays (HDF5 reads nothing of the user block the seal goes into). */
 typedef struct {
     const char *path;
-    int rc, err;
-} FsyncJob;
+    int seal_rc;    /* 0, or -1 with why */
+    char why[256];
+    double seal_s;  /* seconds spent sealing (hashing the file) */
+    int rc, err;    /* the fsync's */
+} SealSyncJob;
 
-static void *fsync_main(void *arg)
+static void *seal_sync_main(void *arg)
 {
-    FsyncJob *j = arg;
+    SealSyncJob *j = arg;
+    double t0 = now_s();
+    j->seal_rc = ckpt_seal_write(j->path, j->why, sizeof j->why);
+    j->seal_s = now_s() - t0;
     j->rc = ckpt_fsync_path(j->path, 0);
     j->err = j->rc ? errno : 0;
     return NULL;
@@ -53,7 +61,6 @@ typedef struct {
     const char *tmp;
     size_t total;   /* estimated bytes */
     size_t written; /* array bytes handed to HDF5 so far */
-    double seal_s;  /* seconds spent sealing (hashing the file) */
     char why[256];
 } WriteCtx;
 
@@ -230,11 +237,6 @@ static int write_file(const CkptState *s, WriteCtx *w)
     if (fd < 0 || fstat(fd, &st) != 0 || ftruncate(fd, st.st_size) != 0)
         log_info("checkpoint: cannot trim the reserved space of %s: %s", w->tmp, strerror(errno));
     if (fd >= 0) close(fd);
-    /* the seal: the whole file's hash in the user block, checked before HDF5 reads it */
-    double t0 = now_s();
-    if (ckpt_seal_write(w->tmp, w->why, sizeof w->why) != 0)
-        return err_set(MT_EX_IOERR, "writing checkpoint %s failed: %s", w->tmp, w->why);
-    w->seal_s = now_s() - t0;
     return 0;
 }
 
@@ -295,14 +297,16 @@ int ckpt_write(const char *dir, const CkptState *s, int keep, char *path_out, si
     }
 
     int rc = write_file(s, &w);
-    double t1 = now_s(), t2 = t1;
+    double t1 = now_s(), t2 = t1, seal_s = 0;
     if (!rc) {
-        /* the fsync (disk-bound) runs while the re-read verification (CPU-bound, from the
-         * page cache) checks every array; the rename waits for both */
-        FsyncJob fj = {.path = tmp};
+        /* the seal (the whole file's hash into the user block: readers check it before
+         * HDF5 parses the file) and then the fsync (disk-bound) run while the re-read
+         * verification (from the page cache) checks every array; the rename waits for
+         * both */
+        SealSyncJob fj = {.path = tmp};
         pthread_t th;
-        int threaded = pthread_create(&th, NULL, fsync_main, &fj) == 0;
-        if (!threaded) fsync_main(&fj);
+        int threaded = pthread_create(&th, NULL, seal_sync_main, &fj) == 0;
+        if (!threaded) seal_sync_main(&fj);
         CkptIn in;
         rc = ckpt_open_h5(tmp, 1, &in);
         if (!rc) rc = ckpt_verify_open(&in, NULL, NULL);
@@ -315,6 +319,9 @@ int ckpt_write(const char *dir, const CkptState *s, int keep, char *path_out, si
         }
         t2 = now_s();
         if (threaded) pthread_join(th, NULL);
+        seal_s = fj.seal_s;
+        if (!rc && fj.seal_rc != 0)
+            rc = err_set(MT_EX_IOERR, "writing checkpoint %s failed: %s", tmp, fj.why);
         if (!rc && fj.rc != 0)
             rc = err_set(MT_EX_IOERR, "fsync of checkpoint %s (%zu bytes) failed: %s", tmp,
                          w.written, strerror(fj.err));
@@ -344,8 +351,9 @@ int ckpt_write(const char *dir, const CkptState *s, int keep, char *path_out, si
     free(v);
     ckpt_prune(dir, keep, name);
     double t4 = now_s();
-    log_info("checkpoint: wrote %s (%.1f MB) in %.2f s: write %.2f (seal %.3f), verify %.2f, "
-             "fsync done %.2f s later (%.0f MB/s)", fin, w.written / 1e6, t4 - t0, t1 - t0,
-             w.seal_s, t2 - t1, t3 - t2, w.written / 1e6 / (t4 - t0));
+    log_info("checkpoint: wrote %s (%.1f MB) in %.2f s: write %.2f, verify %.2f (meanwhile "
+             "seal %.3f, then fsync), fsync done %.2f s later (%.0f MB/s)", fin,
+             w.written / 1e6, t4 - t0, t1 - t0, t2 - t1, seal_s, t3 - t2,
+             w.written / 1e6 / (t4 - t0));
     return 0;
 }
