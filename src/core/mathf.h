@@ -103,9 +103,10 @@ static inline double mathf_exp_reduce(double y, double *scale)
 
 /* ---------------------------------------------------------------- float functions */
 
-/* e^x.  Overflow: +inf for x > 88.7228394 (where e^x rounds above FLT_MAX); underflow:
- * subnormal results rounded once (not flushed), +0 for x < -103.972 (e^x below half the
- * smallest subnormal); exp(+-0) = 1, exp(+inf) = +inf, exp(-inf) = +0, exp(NaN) = NaN. */
+/* e^x.  Overflow: finite up to x = 0x1.62e42ep+6 (88.7228317), +inf from the next float
+ * (88.7228394) on; underflow: subnormal results rounded once (not flushed), the smallest
+ * (2^-149) at x = -0x1.9fe368p+6 (-103.972076), +0 below (e^x under half of it);
+ * exp(+-0) = 1, exp(+inf) = +inf, exp(-inf) = +0, exp(NaN) = NaN. */
 static inline float mathf_expf(float x)
 {
     double y = x;
@@ -117,9 +118,10 @@ static inline float mathf_expf(float x)
 }
 
 /* tanh(x), odd by construction (computed on |x|, sign copied back): with a = |x|,
- * em = expm1(2a), tanh = em / (em + 2) in double.  tanh(+-0) = +-0, subnormals and tiny
- * x give x, |x| >= 9.0109 gives +-1 (|x| is clamped to 10, where tanh rounds to 1),
- * tanh(+-inf) = +-1, tanh(NaN) = NaN. */
+ * em = expm1(2a), tanh = em / (em + 2) in double.  tanh(+-0) = +-0; |x| below
+ * 0x1.713746p-12 (subnormals included) gives x; |x| from 0x1.205968p+3 (9.01091385) on
+ * gives +-1 (|x| is clamped to 10, where tanh rounds to 1); tanh(+-inf) = +-1,
+ * tanh(NaN) = NaN. */
 static inline float mathf_tanhf(float x)
 {
     double a = fabs((double)x);
