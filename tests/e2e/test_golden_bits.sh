@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # Golden bits: two short fixed jobs must end with the same parameters and optimizer state
 # on EVERY machine the suite runs on, with every GEMM kernel the CPU has (AVX-512, AVX2,
-# portable C), on 1 and 2 ranks: their hash is recorded below (docs/determinism.md).
+# portable C), on 1 and 2 ranks, with any number of threads: their hash is recorded below
+# (docs/determinism.md).
 #   mlp:  the default job (jobs/fmnist-mlp.ini: 784-512-512-10 ReLU, SGD with momentum
 #         0.9, He init by Box–Muller), 50 steps of batch 32 (4 micro-batches), 10 of
 #         warmup then the cosine
@@ -92,22 +93,27 @@ for job in mlp gelu; do
     want=GOLDEN_${job^^}; want=${!want}
     args=GELU_ARGS[@]; [ "$job" = mlp ] && args=MLP_ARGS[@]
     for isa in "${isas[@]}"; do
-        for np in 1 2; do
-            run=$WORK/runs/$job-$isa-n$np
+        # ranks:threads (0: the default, cores / ranks); the best kernel also at 1 and 4
+        confs=(1:0 2:0); [ "$isa" = "${isas[-1]}" ] && confs+=(1:1 1:4)
+        for conf in "${confs[@]}"; do
+            IFS=: read -r np th <<<"$conf"
+            what="$job, $isa kernels, N=$np, threads=$([ "$th" = 0 ] && echo default || echo "$th")"
+            run=$WORK/runs/$job-$isa-n$np-t$th
             t0=$(date +%s.%N)
-            MPITRAIN_GEMM_ISA=$isa mpi "$np" train "${!args}" --set run.dir="$run" >"$run.log" 2>&1 \
-                || { tail -n 20 "$run.log"; fail "$job, $isa kernels, N=$np: training failed"; }
+            MPITRAIN_GEMM_ISA=$isa mpi "$np" train "${!args}" --set train.threads="$th" \
+                --set run.dir="$run" >"$run.log" 2>&1 \
+                || { tail -n 20 "$run.log"; fail "$what: training failed"; }
             grep -q "gemm, $isa kernels" "$run.log" || fail "MPITRAIN_GEMM_ISA=$isa not taken: $(grep compute "$run.log")"
             got=$(hash_run "$run")
             t=$(awk -v a="$t0" -v b="$(date +%s.%N)" 'BEGIN{printf "%.1f", b-a}')
             if [ "$got" = "$want" ]; then
-                note "$job, $isa kernels, N=$np: $got (golden), ${t}s"
+                note "$what: $got (golden), ${t}s"
             else
-                echo "MISMATCH $job, $isa kernels, N=$np: $got, recorded $want" >&2
+                echo "MISMATCH $what: $got, recorded $want" >&2
                 bad=1
             fi
         done
     done
 done
 [ $bad -eq 0 ] || fail "the golden bits were not reproduced (see the header of $0: an intended numeric change updates the hash with its reason; otherwise the bits depend on the machine)"
-echo "ok: golden bits reproduced (mlp $GOLDEN_MLP, gelu $GOLDEN_GELU) with kernels ${isas[*]}, N = 1, 2"
+echo "ok: golden bits reproduced (mlp $GOLDEN_MLP, gelu $GOLDEN_GELU) with kernels ${isas[*]}, N = 1, 2, threads 1, 4 and the default"
