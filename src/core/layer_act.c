@@ -2,12 +2,55 @@
  * layer, e.g. after dropout): y (B, n) = f(x (B, n)) elementwise, any shape.  Tokens
  * relu, gelu, tanh; the layer is named by its function (relu0, gelu0, counted per
  * function).  Backward reads x (relu, gelu) or y (tanh), so no aux is kept.  x and y
- * (dx and dy) must not overlap: backward needs the forward's x. */
+ * (dx and dy) must not overlap: backward needs the forward's x.  Also the GELU array
+ * functions that dense's fused activation shares (layer_impl.h); tanh is mathf_tanhf. */
 #include <stdio.h>
 #include <string.h>
 
 #include "core/common.h"
 #include "core/layer_impl.h"
+
+/* ---------------------------------------------------------------- GELU (layer_impl.h) */
+
+/* One chunk (m <= LAYER_CHUNK): zc = z (a copy, so that the output may equal z) and
+ * t = tanh(u), u = k (z + c z^3) in float, tanh by mathf_tanhf_n (vectorised). */
+static void gelu_tanh(const float *z, float *restrict zc, float *restrict t, int m)
+{
+    memcpy(zc, z, (size_t)m * sizeof *zc);
+    LAYER_LOOP(j, m, {
+        const float v = zc[j];
+        t[j] = LAYER_GELU_K * (v + LAYER_GELU_C * v * v * v);
+    })
+    mathf_tanhf_n(t, t, (size_t)m);
+}
+
+void layer_act_gelu(const float *z, float *y, int n)
+{
+    float zc[LAYER_CHUNK], t[LAYER_CHUNK];
+    for (int k0 = 0; k0 < n; k0 += LAYER_CHUNK) {
+        const int m = MT_MIN(LAYER_CHUNK, n - k0);
+        gelu_tanh(z + k0, zc, t, m);
+        float *ys = y + k0;
+        LAYER_LOOP(j, m, { ys[j] = 0.5f * zc[j] * (1.0f + t[j]); })
+    }
+}
+
+void layer_act_gelu_grad(const float *z, float *g, int n)
+{
+    float zc[LAYER_CHUNK], t[LAYER_CHUNK];
+    for (int k0 = 0; k0 < n; k0 += LAYER_CHUNK) {
+        const int m = MT_MIN(LAYER_CHUNK, n - k0);
+        gelu_tanh(z + k0, zc, t, m);
+        float *gs = g + k0;
+        LAYER_LOOP(j, m, {
+            const float v = zc[j], tt = t[j];
+            gs[j] = 0.5f * (1.0f + tt) +
+                    0.5f * v * (1.0f - tt * tt) * LAYER_GELU_K * (1.0f + 3.0f * LAYER_GELU_C * v * v);
+        })
+    }
+}
+
+/* ---------------------------------------------------------------- the layer */
 
 static void act_forward_rows(ActKind act, const float *restrict x, float *restrict y,
                              size_t n)
@@ -18,12 +61,8 @@ static void act_forward_rows(ActKind act, const float *restrict x, float *restri
         float *restrict ys = y + k0;
         switch (act) {
         case ACT_RELU: LAYER_LOOP(j, m, { ys[j] = xs[j] > 0.0f ? xs[j] : 0.0f; }) break;
-        case ACT_TANH:
-            for (int j = 0; j < m; j++) ys[j] = tanhf(xs[j]);
-            break;
-        case ACT_GELU:
-            for (int j = 0; j < m; j++) ys[j] = layer_gelu(xs[j]);
-            break;
+        case ACT_TANH: mathf_tanhf_n(xs, ys, (size_t)m); break;
+        case ACT_GELU: layer_act_gelu(xs, ys, m); break;
         case ACT_NONE: CHECK(!"standalone activation 'none'");
         }
     }
@@ -53,7 +92,8 @@ static void act_backward_rows(ActKind act, const float *restrict x, const float 
             break;
         case ACT_TANH: LAYER_LOOP(j, m, { gs[j] = ds[j] * (1.0f - ys[j] * ys[j]); }) break;
         case ACT_GELU:
-            for (int j = 0; j < m; j++) gs[j] = ds[j] * layer_gelu_grad(xs[j]);
+            layer_act_gelu_grad(xs, gs, m);
+            LAYER_LOOP(j, m, { gs[j] = ds[j] * gs[j]; })
             break;
         case ACT_NONE: CHECK(!"standalone activation 'none'");
         }

@@ -57,13 +57,20 @@ static void act_grad_colsum_row(ActKind act, float *restrict d, const float *res
             db[j] += v;
         })
         break;
-    case ACT_GELU:
-        for (int j = 0; j < n; j++) {
-            float v = d[j] * layer_gelu_grad(z[j]);
-            d[j] = v;
-            db[j] += v;
+    case ACT_GELU: {
+        float g[LAYER_CHUNK];
+        for (int k0 = 0; k0 < n; k0 += LAYER_CHUNK) {
+            const int m = MT_MIN(LAYER_CHUNK, n - k0);
+            float *ds = d + k0, *dbs = db + k0;
+            layer_act_gelu_grad(z + k0, g, m);
+            LAYER_LOOP(j, m, {
+                float v = ds[j] * g[j];
+                ds[j] = v;
+                dbs[j] += v;
+            })
         }
         break;
+    }
     }
 }
 
@@ -103,8 +110,8 @@ static void act_apply(ActKind act, float *v, int n)
     switch (act) {
     case ACT_NONE: break;
     case ACT_RELU: LAYER_LOOP(j, n, { v[j] = v[j] > 0.0f ? v[j] : 0.0f; }) break;
-    case ACT_TANH: for (int j = 0; j < n; j++) v[j] = tanhf(v[j]); break;
-    case ACT_GELU: for (int j = 0; j < n; j++) v[j] = layer_gelu(v[j]); break;
+    case ACT_TANH: mathf_tanhf_n(v, v, (size_t)n); break;
+    case ACT_GELU: layer_act_gelu(v, v, n); break;
     }
 }
 

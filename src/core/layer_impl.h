@@ -4,9 +4,8 @@
 #ifndef MPITRAIN_CORE_LAYER_IMPL_H
 #define MPITRAIN_CORE_LAYER_IMPL_H
 
-#include <math.h>
-
 #include "core/layer.h"
+#include "core/mathf.h"
 
 extern const LayerOps layer_act_ops; /* layer_act.c */
 
@@ -30,21 +29,12 @@ extern const LayerOps layer_act_ops; /* layer_act.c */
 /* GELU, tanh approximation (Hendrycks & Gimpel; PyTorch approximate="tanh"):
  *   gelu(z)  = 0.5 z (1 + t),  t = tanh(k (z + 0.044715 z^3)),  k = sqrt(2/pi)
  *   gelu'(z) = 0.5 (1 + t) + 0.5 z (1 - t^2) k (1 + 3*0.044715 z^2)
- * Computed in float with libm's tanhf. */
+ * Computed in float, left to right as written, with mathf_tanhf (core/mathf.h) over
+ * arrays (layer_act.c): y (n) = gelu(z (n)), g (n) = gelu'(z (n)); y or g may equal z. */
 #define LAYER_GELU_K 0.7978845608028654f
 #define LAYER_GELU_C 0.044715f
 
-static inline float layer_gelu(float z)
-{
-    float t = tanhf(LAYER_GELU_K * (z + LAYER_GELU_C * z * z * z));
-    return 0.5f * z * (1.0f + t);
-}
-
-static inline float layer_gelu_grad(float z)
-{
-    float t = tanhf(LAYER_GELU_K * (z + LAYER_GELU_C * z * z * z));
-    return 0.5f * (1.0f + t) +
-           0.5f * z * (1.0f - t * t) * LAYER_GELU_K * (1.0f + 3.0f * LAYER_GELU_C * z * z);
-}
+void layer_act_gelu(const float *z, float *y, int n);
+void layer_act_gelu_grad(const float *z, float *g, int n);
 
 #endif

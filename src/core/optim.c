@@ -13,6 +13,7 @@
  *   sgd:    p = (p - lrwd * p) - lr * d                                   lrwd = lr * wd
  *   adamw:  m = b1 * m + omb1 * g;   v = b2 * v + (omb2 * g) * g        omb = 1 - beta
  *           mh = m / bc1;  vh = v / bc2;    bc = (float)(1 - beta^t) computed in double
+ *           (beta^t by mathf_powi, core/mathf.h: binary powering, the same on every CPU)
  *           p = (p - lrwd * p) - (lr * mh) / (sqrtf(vh) + eps)
  */
 #include "core/optim.h"
@@ -23,6 +24,7 @@
 #endif
 
 #include "core/common.h"
+#include "core/mathf.h"
 
 /* for (size_t i = 0; i < n; i++) BODY as blocks of 16 with a fixed trip count, which
  * gcc -O2 vectorises (its very-cheap cost model needs a known count), then the scalar
@@ -135,8 +137,8 @@ void optim_update(const OptimConf *c, float lr, uint64_t t, float grad_scale, fl
     const float lrwd = lr * c->weight_decay;
     if (c->kind == OPTIM_ADAMW) {
         CHECK(t >= 1);
-        const float bc1 = (float)(1.0 - pow((double)c->beta1, (double)t));
-        const float bc2 = (float)(1.0 - pow((double)c->beta2, (double)t));
+        const float bc1 = (float)(1.0 - mathf_powi((double)c->beta1, t));
+        const float bc2 = (float)(1.0 - mathf_powi((double)c->beta2, t));
         adamw(lr, lrwd, grad_scale, c->beta1, c->beta2, 1.0f - c->beta1, 1.0f - c->beta2, bc1,
               bc2, c->eps, params + lo, grads + lo, states[0] + lo, states[1] + lo, n);
     } else if (c->momentum != 0.0f) {

@@ -9,6 +9,7 @@
 #include <math.h>
 
 #include "core/common.h"
+#include "core/mathf.h"
 
 #define PHILOX_M0 0xD2511F53u
 #define PHILOX_M1 0xCD9E8D57u
@@ -120,7 +121,8 @@ float rng_uniform(uint64_t key, uint64_t i)
 }
 
 /* Box–Muller: u1 = (w0 + 1) / 2^32 in (0, 1] (never log(0)), u2 = w1 / 2^32 in [0, 1);
- * z = sqrt(-2 ln u1) cos(2 pi u2), all in double, rounded once to float.  Words 2i and
+ * z = sqrt(-2 ln u1) cos(2 pi u2), all in double (mathf_log, mathf_cospi: core/mathf.h),
+ * rounded once to float.  Words 2i and
  * 2i+1 are in the same Philox block. */
 float rng_normal(uint64_t key, uint64_t i)
 {
@@ -129,7 +131,7 @@ float rng_normal(uint64_t key, uint64_t i)
     uint32_t w0 = out[(i % 2) * 2], w1 = out[(i % 2) * 2 + 1];
     double u1 = ((double)w0 + 1.0) * 0x1p-32;
     double u2 = (double)w1 * 0x1p-32;
-    return (float)(sqrt(-2.0 * log(u1)) * cos(6.283185307179586476925 * u2));
+    return (float)(sqrt(-2.0 * mathf_log(u1)) * mathf_cospi(2.0 * u2));
 }
 
 /* Each draw is the 64-bit value (word *i) | (word *i+1) << 32; draws at or above the

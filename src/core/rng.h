@@ -27,7 +27,8 @@ void rng_fill_u32(uint64_t key, uint64_t i0, size_t n, uint32_t *out);
 /* Uniform float in [0, 1) with 24 random bits, from word i of stream key. */
 float rng_uniform(uint64_t key, uint64_t i);
 /* Standard normal (Box–Muller on words 2i, 2i+1 of the stream), computed in double
- * with libm's log/sqrt/cos and rounded to float. */
+ * with mathf_log, sqrt (IEEE, exact rounding) and mathf_cospi (core/mathf.h), rounded
+ * to float: the same bits on every CPU. */
 float rng_normal(uint64_t key, uint64_t i);
 /* Uniform integer in [0, n) without modulo bias (rejection on 64 bits), drawing words
  * from *i onward and advancing *i. */

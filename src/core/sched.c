@@ -1,4 +1,5 @@
-/* sched.c — learning-rate schedules (sched.h).  Computed in double, rounded once.
+/* sched.c — learning-rate schedules (sched.h).  Computed in double, rounded once; the
+ * power and the cosine are mathf_powi and mathf_cospi (core/mathf.h), not libm.
  *
  *   warmup (all kinds), t < warmup:  lr * (t + 1) / warmup
  *   then, with s = t - warmup (the schedule proper starts after the warmup):
@@ -8,7 +9,7 @@
  *             (= lr at s = 0, min_lr from t = total_steps on; total <= warmup: lr) */
 #include "core/sched.h"
 
-#include <math.h>
+#include "core/mathf.h"
 
 float sched_lr(const SchedConf *c, uint64_t t, uint64_t total_steps)
 {
@@ -19,13 +20,13 @@ float sched_lr(const SchedConf *c, uint64_t t, uint64_t total_steps)
     case SCHED_CONSTANT: return c->lr;
     case SCHED_STEP:
         if (c->step_size == 0) return c->lr;
-        return (float)(lr * pow((double)c->gamma, (double)(s / c->step_size)));
+        return (float)(lr * mathf_powi((double)c->gamma, s / c->step_size));
     case SCHED_COSINE: {
         if (total_steps <= c->warmup) return c->lr;
         double f = (double)s / (double)(total_steps - c->warmup);
         if (f > 1.0) f = 1.0;
         const double lo = c->min_lr;
-        return (float)(lo + (lr - lo) * 0.5 * (1.0 + cos(3.14159265358979323846 * f)));
+        return (float)(lo + (lr - lo) * 0.5 * (1.0 + mathf_cospi(f)));
     }
     }
     return c->lr;
