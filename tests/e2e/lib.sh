@@ -33,7 +33,7 @@ expect_exit() {
     [ "$got" -eq "$want" ] || { echo "$OUT" | tail -n 30 >&2; fail "expected exit $want, got $got: $*"; }
 }
 expect_out() { # PATTERN: $OUT must match (grep -E)
-    echo "$OUT" | grep -qE -- "$1" || { echo "$OUT" | tail -n 30 >&2; fail "output does not match /$1/"; }
+    grep -qE -- "$1" <<<"$OUT" || { echo "$OUT" | tail -n 30 >&2; fail "output does not match /$1/"; }
 }
 
 # a small job on Fashion-MNIST: writes $WORK/NAME.ini

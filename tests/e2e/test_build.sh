@@ -12,7 +12,7 @@ set -e
 [ "$rc" -ne 0 ] || fail "make succeeded without dependencies"
 expect_out "missing pkg-config modules: .*hdf5-openmpi.*ompi-c.*inih.*libxxhash.*openblas.*cmocka"
 expect_out "make deps"
-echo "$OUT" | grep -q "gcc" && fail "make ran the compiler without dependencies: $OUT"
+grep -q "gcc" <<<"$OUT" && fail "make ran the compiler without dependencies: $OUT"
 [ ! -e "$WORK/build" ] || fail "make created $WORK/build without dependencies"
 
 note "the product is not linked with OpenBLAS; the benchmarks are"

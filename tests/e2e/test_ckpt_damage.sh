@@ -38,11 +38,11 @@ failed_clearly() {
     case $what in *train*) limit=$TRAIN_LIMIT ;; esac
     [ "$RC" -gt 0 ] && [ "$RC" -lt 128 ] || { echo "$OUT" | tail -n 20 >&2; fail "$what: exit $RC"; }
     awk -v d="$DT" -v l="$limit" 'BEGIN{exit !(d < l)}' || fail "$what: took $DT s"
-    echo "$OUT" | grep -qF -- "$file" || { echo "$OUT" | tail -n 20 >&2; fail "$what: the message does not name $file"; }
+    grep -qF -- "$file" <<<"$OUT" || { echo "$OUT" | tail -n 20 >&2; fail "$what: the message does not name $file"; }
     no_hdf5_text "$what"
 }
 no_hdf5_text() {
-    if echo "$OUT" | grep -qE 'HDF5-DIAG|infinite loop|H5[A-Z][A-Za-z0-9_]*\(\)|#[0-9]{3}:|major:|minor:'; then
+    if grep -qE 'HDF5-DIAG|infinite loop|H5[A-Z][A-Za-z0-9_]*\(\)|#[0-9]{3}:|major:|minor:' <<<"$OUT"; then
         echo "$OUT" | tail -n 20 >&2; fail "$1: HDF5's own error text reached the user"
     fi
 }
@@ -61,14 +61,14 @@ t_start=$(date +%s)
 # one process for the 60 files; its report (stdout) apart from its errors (stderr)
 run_cmd -e "$WORK/verify.err" "$MPITRAIN" ckpt verify "$WORK"/meta/t*.h5
 [ "$RC" -eq 65 ] || { echo "$OUT" | tail -n 20 >&2; fail "ckpt verify of the 60: exit $RC, not 65"; }
-echo "$OUT" | grep -q "^0 checkpoints OK, 60 bad$" || { echo "$OUT" | tail >&2; fail "verify did not refuse all 60"; }
+grep -q "^0 checkpoints OK, 60 bad$" <<<"$OUT" || { echo "$OUT" | tail >&2; fail "verify did not refuse all 60"; }
 VOUT=$OUT
 OUT=$(cat "$WORK/verify.err"); no_hdf5_text "ckpt verify of the 60 (stderr)"
 OUT=$VOUT; no_hdf5_text "ckpt verify of the 60 (report)"
 echo "ckpt verify of the 60 files: exit 65 after $DT s"
 for t in $(seq -w 0 59); do
     f=$WORK/meta/t$t.h5
-    echo "$VOUT" | grep -q "^BAD  checkpoint $f is damaged" || fail "trial $t: verify does not say $f is damaged"
+    grep -q "^BAD  checkpoint $f is damaged" <<<"$VOUT" || fail "trial $t: verify does not say $f is damaged"
     grep -q "^error: checkpoint $f is damaged" "$WORK/verify.err" || fail "trial $t: no error naming $f"
 done
 for t in $(seq -w 0 59); do
@@ -85,8 +85,8 @@ for t in $(seq -w 0 59); do
         run_cmd mpi 1 train "$J" --set train.steps=11 --set run.dir="$WORK/runs/r$t" \
             --set checkpoint.dir="$d" --resume auto
         [ "$RC" -eq 0 ] || { echo "$OUT" | tail -n 20 >&2; fail "trial $t: train --resume auto exit $RC"; }
-        echo "$OUT" | grep -q "skipping $d/step-00000020.h5" || fail "trial $t: the damaged checkpoint is not reported"
-        echo "$OUT" | grep -q "resumed from $d/step-00000010.h5" || fail "trial $t: no fallback to step 10"
+        grep -q "skipping $d/step-00000020.h5" <<<"$OUT" || fail "trial $t: the damaged checkpoint is not reported"
+        grep -q "resumed from $d/step-00000010.h5" <<<"$OUT" || fail "trial $t: no fallback to step 10"
         no_hdf5_text "trial $t: train --resume auto"
     fi
 done
@@ -100,7 +100,7 @@ cp "$CK/step-00000010.h5" "$CK/step-00000020.h5" "$D/"; echo step-00000020.h5 >"
 "$PYTHON" "$DAMAGE" array "$D/step-00000020.h5" model/dense0/w 3108
 run_cmd "$MPITRAIN" ckpt verify "$D/step-00000020.h5"
 [ "$RC" -eq 65 ] || fail "data damage: verify exit $RC"
-echo "$OUT" | grep -q "/model/dense0/w (64,784) fails its checksum" || { echo "$OUT" >&2; fail "verify does not name the damaged array"; }
+grep -q "/model/dense0/w (64,784) fails its checksum" <<<"$OUT" || { echo "$OUT" >&2; fail "verify does not name the damaged array"; }
 run_cmd "$MPITRAIN" ckpt info "$D/step-00000020.h5"
 [ "$RC" -eq 65 ] || fail "data damage: ckpt info exit $RC"
 failed_clearly "data damage: ckpt info" "$D/step-00000020.h5"
@@ -123,17 +123,17 @@ for cmd in "ckpt verify" "ckpt info" "eval"; do
     run_cmd "$MPITRAIN" $cmd "$H"
     [ "$RC" -eq 65 ] || { echo "$OUT" | tail >&2; fail "looping legacy file: $cmd exit $RC"; }
     failed_clearly "looping legacy file: $cmd" "$H"
-    echo "$OUT" | grep -q "looping on damaged metadata" || fail "$cmd: the message does not say why"
+    grep -q "looping on damaged metadata" <<<"$OUT" || fail "$cmd: the message does not say why"
     echo "$cmd: exit $RC after $DT s"
 done
 run_cmd "$MPITRAIN" eval "$L"   # a directory: falls back to step 10
 [ "$RC" -eq 0 ] || { echo "$OUT" | tail >&2; fail "eval of the directory: exit $RC"; }
-echo "$OUT" | grep -q '"checkpoint":"'"$L"'/step-00000010.h5"' || fail "eval did not fall back to step 10"
+grep -q '"checkpoint":"' <<<"$OUT""$L"'/step-00000010.h5"' || fail "eval did not fall back to step 10"
 no_hdf5_text "eval of the directory"
 run_cmd mpi 2 train "$J" --set train.steps=11 --set run.dir="$WORK/runs/leg" --set checkpoint.dir="$L" --resume auto
 [ "$RC" -eq 0 ] || { echo "$OUT" | tail -n 20 >&2; fail "resume past the looping file: exit $RC"; }
-echo "$OUT" | grep -q "skipping $H" || fail "the looping checkpoint is not reported"
-echo "$OUT" | grep -q "resumed from $L/step-00000010.h5" || fail "no fallback to step 10"
+grep -q "skipping $H" <<<"$OUT" || fail "the looping checkpoint is not reported"
+grep -q "resumed from $L/step-00000010.h5" <<<"$OUT" || fail "no fallback to step 10"
 no_hdf5_text "resume past the looping file"
 echo "train --resume auto (2 ranks): skipped the looping file, resumed from step 10 in $DT s"
 

@@ -32,7 +32,7 @@ ps_case clip-s1 3 1 last "$REF"
 ps_case clip-s2-first 4 2 first "$REF"
 ps_case fused-s2 4 2 last "$REF0" --set optim.clip_norm=0
 ps_case w4 5 1 first "$REF" --set train.threads=1
-h5dump -a mode "$(final_ckpt "$WORK/runs/clip-s1")" | grep -q 'ps/sync/1s' || fail "checkpoint mode attribute is not ps/sync/1s"
+grep -q 'ps/sync/1s' <<<"$(h5dump -a mode "$(final_ckpt "$WORK/runs/clip-s1")")" || fail "checkpoint mode attribute is not ps/sync/1s"
 
 note "delayed: s = 0 is sync; s = 2 is reproducible and the same for any server and worker count"
 ps_case delayed0 3 1 last "$REF" --set parallel.consistency=delayed --set parallel.staleness=0
