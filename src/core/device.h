@@ -12,7 +12,8 @@
  * Bits, per backend (tests/unit/test_device.c runs every backend against the plain C
  * reference of optim.h on the same inputs):
  *   cpu   optimizer and squared-norm partials: the bits of optim_update and
- *         clip_block_sumsq (the reference itself); memory is host memory.
+ *         clip_block_sumsq (the reference itself); the finite check is finite.h's;
+ *         memory is host memory.
  * A backend that cannot give the same bits for an operation must say so here and in
  * docs/determinism.md, and the test must state the tolerance it allows. */
 #ifndef MPITRAIN_CORE_DEVICE_H
@@ -41,6 +42,9 @@ typedef struct DeviceOps {
      * n floats into host partial[] (optim.h's clip_block_sumsq contract and bits). */
     void (*clip_sumsq)(Device *d, const float *grads, size_t n, size_t lo, size_t hi,
                        double *partial);
+    /* The index of the first NaN or ±inf in x[0, n) of device memory, or n when all are
+     * finite (core/finite.h's finite_first_bad). */
+    size_t (*first_nonfinite)(Device *d, const float *x, size_t n);
 } DeviceOps;
 
 struct Device {
@@ -75,6 +79,11 @@ static inline void device_clip_sumsq(Device *d, const float *grads, size_t n, si
                                      size_t hi, double *partial)
 {
     d->ops->clip_sumsq(d, grads, n, lo, hi, partial);
+}
+
+static inline size_t device_first_nonfinite(Device *d, const float *x, size_t n)
+{
+    return d->ops->first_nonfinite(d, x, n);
 }
 
 extern const DeviceOps device_cpu_ops; /* device_cpu.c */

@@ -17,6 +17,7 @@
 #include "core/exec.h"
 #include "core/model.h"
 #include "core/optim.h"
+#include "core/optstep.h"
 #include "core/sched.h"
 #include "io/ckpt.h"
 #include "io/config.h"
@@ -107,7 +108,8 @@ void train_ckpt_fence(Trainer *t, uint64_t step);
 
 /* train_step.c: one step on batch b: forward/backward, reduction, update.  *loss = the
  * global batch's mean loss, *norm = the gradient norm (NaN without clipping).  Returns 0
- * or MT_EX_SOFTWARE when the loss is not finite (reported, naming micro-batch and rank). */
+ * or MT_EX_SOFTWARE when the loss is not finite or an update wrote a NaN or inf (every
+ * rank returns it, reported by train_report_outcome). */
 int train_step(Trainer *t, uint64_t step, Batch *b, double *loss, double *norm);
 
 /* train_report.c */
@@ -119,6 +121,17 @@ void train_report_eval(Trainer *t, uint64_t epoch, double loss, double acc);
 void train_report_ckpt(Trainer *t, double pause, int async);
 /* The loss of step `step` is not finite: name the first bad micro-batch and its rank. */
 void train_report_diverged(Trainer *t, uint64_t step, double loss);
+/* After the step's update (os: the step's optimizer, whose finite check saw every range
+ * this rank updated): one agreement of all ranks (comm_agree_flags) that sums the
+ * micro-batch losses t->mb_loss and collects each rank's verdict.  *loss = the global
+ * batch's mean loss (canonical tree).  Returns 0, or MT_EX_SOFTWARE on every rank when
+ * the loss is not finite (train_report_diverged) or some rank's update wrote a NaN or
+ * inf: the lowest such rank names the step, itself, the layer/parameter and element. */
+int train_report_outcome(Trainer *t, uint64_t step, const OptStep *os, double *loss);
+/* Before a checkpoint is written (rank 0): 0 when the parameters and the whole optimizer
+ * state arrays full[0, t->nstates) (nparams floats each) are finite, else MT_EX_SOFTWARE
+ * with err_set() naming the step, the array, the layer and element (write nothing). */
+int train_report_check_state(Trainer *t, float *const *full);
 
 /* evaluate.c: evaluate params on ds (rows split in EVAL_CHUNK chunks over ranks). Every
  * rank gets the same loss (mean) and accuracy.  Returns 0 or a read error (agreed). */
