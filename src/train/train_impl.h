@@ -81,6 +81,25 @@ typedef struct {
     int eval_cap_rows;
 } Trainer;
 
+/* What a job needs, as `train` and `check` (train_check.c) both check it, without MPI.
+ * train_setup.c.  The job's config: defaults, the file o->job, the --set overrides in
+ * order, config_validate.  0 or MT_EX_NOINPUT / MT_EX_CONFIG (err_msg() names the file,
+ * line and key). */
+int train_config_load(Config *c, const TrainOptions *o);
+/* The strategy of c (parallel.mode) and its split of train.micro_batches over `world`
+ * ranks: *ops, *sconf (strings point into c), rank's *split, and when mb_rank is not
+ * NULL the rank of each micro-batch (M ints).  0 or MT_EX_CONFIG naming the keys. */
+int train_plan_split(const Config *c, int rank, int world, StrategyConf *sconf,
+                     const StrategyOps **ops, StrategySplit *split, int *mb_rank);
+/* The datasets fit the job: test (NULL: none) like train (sample size, classes),
+ * model.input, at least one batch of samples.  0 or MT_EX_DATAERR naming the keys. */
+int train_check_data(const Config *c, const DatasetInfo *train, const DatasetInfo *test);
+/* model.layers for the dataset's samples and classes into *m (model_free).  0 or
+ * MT_EX_CONFIG ("model.layers: " and the model's message). */
+int train_build_model(Model *m, const Config *c, const DatasetInfo *di);
+/* train.steps, or train.epochs * steps_per_epoch when it is 0. */
+uint64_t train_total_steps(const Config *c, uint64_t steps_per_epoch);
+
 /* All ranks agree on `st`; the lowest failing rank prints its message, rank 0 names it
  * and the phase.  Returns the agreed code (0 when every rank succeeded).  train_setup.c */
 int train_agree(Trainer *t, int st, const char *phase);
