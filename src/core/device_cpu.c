@@ -24,12 +24,12 @@ static void cpu_copy(Device *d, void *dst, const void *src, size_t bytes, Device
     (void)kind;
     if (bytes && dst != src) memmove(dst, src, bytes);
 }
-static void cpu_optim_update(Device *d, const OptimConf *c, float lr, uint64_t t, float gs,
-                             float *params, const float *grads, float *const *states, size_t lo,
-                             size_t hi)
+static int cpu_optim_update(Device *d, const OptimConf *c, float lr, uint64_t t, float gs,
+                            float *params, const float *grads, float *const *states, size_t lo,
+                            size_t hi)
 {
     (void)d;
-    optim_update(c, lr, t, gs, params, grads, states, lo, hi);
+    return optim_update(c, lr, t, gs, params, grads, states, lo, hi);
 }
 static void cpu_clip_sumsq(Device *d, const float *grads, size_t n, size_t lo, size_t hi,
                            double *partial)

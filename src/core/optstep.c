@@ -42,8 +42,9 @@ static void record_bad(OptStep *o, size_t i, int a, float v)
     }
 }
 
-/* The finite check of piece [lo, lo + n) just updated, state at off. */
-static void check_piece(OptStep *o, size_t lo, size_t n, size_t off)
+/* The update of [lo, lo + n) wrote a NaN or inf (the optimizer's verdict): find the
+ * first one of each array (the rare path of a failing step). */
+static void locate_bad(OptStep *o, size_t lo, size_t n, size_t off)
 {
     size_t i = device_first_nonfinite(o->dev, o->params + lo, n);
     if (i < n) record_bad(o, lo + i, 0, o->params[lo + i]);
@@ -56,15 +57,11 @@ static void check_piece(OptStep *o, size_t lo, size_t n, size_t off)
 void optstep_update(void *arg, size_t lo, size_t hi, size_t off)
 {
     OptStep *o = arg;
-    for (size_t a = lo; a < hi; a += OPTSTEP_PIECE) {
-        size_t n = hi - a < OPTSTEP_PIECE ? hi - a : OPTSTEP_PIECE;
-        size_t so = off + (a - lo);
-        float *st[2] = {o->states[0] ? o->states[0] + so : NULL,
-                        o->states[1] ? o->states[1] + so : NULL};
-        device_optim_update(o->dev, o->oc, o->lr, o->t, o->grad_scale, o->params + a,
-                            o->grads + a, st, 0, n);
-        check_piece(o, a, n, so);
-    }
+    float *st[2] = {o->states[0] ? o->states[0] + off : NULL,
+                    o->states[1] ? o->states[1] + off : NULL};
+    if (device_optim_update(o->dev, o->oc, o->lr, o->t, o->grad_scale, o->params + lo,
+                            o->grads + lo, st, 0, hi - lo))
+        locate_bad(o, lo, hi - lo, off);
 }
 
 int optstep_nonfinite(const OptStep *o, size_t *index, int *array, float *value)

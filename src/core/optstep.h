@@ -12,11 +12,12 @@
  * into ranges, on any number of threads, gives the same bits.  The caller owns every
  * array; the OptStep holds pointers only and needs no freeing.
  *
- * The finite check: optstep_update runs the optimizer on pieces of OPTSTEP_PIECE floats
- * and, while a piece is in cache, checks what it wrote (the parameters and each state;
- * device_first_nonfinite).  A non-finite gradient always shows there (sgd: p - lr*NaN or
- * p - lr*inf; adamw: inf/inf), and so does a finite one whose square or step overflows.
- * The first bad element (lowest slab index) is kept, whatever the threads' order. */
+ * The finite check: the optimizer reports whether any value it wrote (parameters,
+ * state) is NaN or inf, from the values in its registers (optim.h); only then does
+ * optstep_update scan the range (device_first_nonfinite) for the first bad element.  A
+ * non-finite gradient always shows there (sgd: p - lr*NaN, p - lr*inf; adamw: inf/inf),
+ * and so does a finite one whose square or step overflows.  The first bad element
+ * (lowest slab index) is kept, whatever the threads' order. */
 #ifndef MPITRAIN_CORE_OPTSTEP_H
 #define MPITRAIN_CORE_OPTSTEP_H
 
@@ -40,8 +41,6 @@ typedef struct {
                                (0 params, 1 + k state k)) * 4 + kind (0 NaN, 1 inf,
                                2 -inf); UINT64_MAX = none yet */
 } OptStep;
-
-#define OPTSTEP_PIECE 16384 /* floats updated, then checked, at a time (64 KB an array) */
 
 void optstep_begin(OptStep *o, Device *dev, const OptimConf *oc, float lr, uint64_t t,
                    float *params, const float *grads, float *const *states, int nstates);

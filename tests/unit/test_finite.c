@@ -1,10 +1,11 @@
 /* test_finite.c — the finite checks: finite_first_bad (core/finite.h) against isfinite at
  * every position, length and alignment, for every NaN/inf bit pattern, on every device
- * backend (DeviceOps.first_nonfinite); the optimizer step's check (core/optstep.h):
+ * backend (DeviceOps.first_nonfinite); optim_update's verdict for every optimizer, at
+ * every lane of its vector loops and tails; the optimizer step's check (core/optstep.h):
  * the first bad element whatever the range order or thread, a NaN or inf gradient, an
- * overflow of Adam's v with a finite gradient, and unchanged bits of the update over
- * several OPTSTEP_PIECE pieces; and the trainer's refusal to checkpoint non-finite
- * state (train_report_check_state), naming layer, parameter and element. */
+ * overflow of Adam's v with a finite gradient, the bits of the update unchanged; and the
+ * trainer's refusal to checkpoint non-finite state (train_report_check_state), naming
+ * layer, parameter and element. */
 #include <setjmp.h>
 #include <stdarg.h>
 #include <stddef.h>
@@ -106,7 +107,7 @@ static void test_device_backends(void **state)
 
 /* ---------------------------------------------------------------- the optimizer step */
 
-#define NP 40000 /* > 2 * OPTSTEP_PIECE: the update runs in pieces */
+#define NP 40000
 
 typedef struct {
     Device *d;
@@ -166,6 +167,36 @@ static void test_optstep_finite_and_bits(void **state)
             assert_memory_equal(a.s[k], b.s[k], NP * sizeof(float));
         slabs_free(&a);
         slabs_free(&b);
+    }
+}
+
+/* optim_update says 1 exactly when it wrote a non-finite value: every optimizer, a bad
+ * gradient at every position of a range with vector blocks and a tail (and a range of
+ * the tail alone). */
+static void test_optim_verdict(void **state)
+{
+    (void)state;
+    const size_t lens[2] = {53, 3};
+    for (int kind = 0; kind < 4; kind++) {
+        Slabs a;
+        slabs_init(&a, kind == 3 ? OPTIM_ADAMW : OPTIM_SGD);
+        a.oc.momentum = kind == 0 ? 0.0f : 0.9f;
+        a.oc.nesterov = kind == 2;
+        for (int li = 0; li < 2; li++) {
+            size_t n = lens[li];
+            assert_int_equal(optim_update(&a.oc, 0.01f, 2, 1.0f, a.p, a.g, a.s, 100, 100 + n), 0);
+            for (size_t pos = 0; pos < n; pos++) {
+                float keep = a.g[100 + pos];
+                a.g[100 + pos] = pos % 2 ? INFINITY : NAN;
+                assert_int_equal(optim_update(&a.oc, 0.01f, 2, 1.0f, a.p, a.g, a.s, 100, 100 + n),
+                                 1);
+                a.g[100 + pos] = keep;
+                /* repair what it wrote, so the next position starts finite */
+                a.p[100 + pos] = 0.5f;
+                a.s[0][100 + pos] = a.s[1][100 + pos] = 0.0f;
+            }
+        }
+        slabs_free(&a);
     }
 }
 
@@ -296,6 +327,7 @@ int main(void)
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_first_bad_every_position),
         cmocka_unit_test(test_device_backends),
+        cmocka_unit_test(test_optim_verdict),
         cmocka_unit_test(test_optstep_finite_and_bits),
         cmocka_unit_test(test_optstep_bad_gradient),
         cmocka_unit_test(test_optstep_state_overflow),
