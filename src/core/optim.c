@@ -86,6 +86,8 @@ static int sgd_plain(float lr, float lrwd, float gs, float *restrict p,
     return nf_any(acc);
 }
 
+/* Only p is checked: a non-finite buf makes p non-finite too (lr * ±inf is ±inf for
+ * lr > 0 and NaN for lr = 0; lr * NaN is NaN), so checking p covers both. */
 static int sgd_momentum(float lr, float lrwd, float gs, float mu, int nesterov,
                         float *restrict p, const float *restrict g, float *restrict buf,
                         size_t n)
@@ -99,7 +101,7 @@ static int sgd_momentum(float lr, float lrwd, float gs, float mu, int nesterov,
             float d = gi + mu * b;
             float pi = (p[i] - lrwd * p[i]) - lr * d;
             p[i] = pi;
-            acc[i_l] |= nf_bits(pi) | nf_bits(b);
+            acc[i_l] |= nf_bits(pi);
         })
     } else {
         OPTIM_LOOP(i, n, {
@@ -108,7 +110,7 @@ static int sgd_momentum(float lr, float lrwd, float gs, float mu, int nesterov,
             buf[i] = b;
             float pi = (p[i] - lrwd * p[i]) - lr * b;
             p[i] = pi;
-            acc[i_l] |= nf_bits(pi) | nf_bits(b);
+            acc[i_l] |= nf_bits(pi);
         })
     }
     return nf_any(acc);
@@ -140,10 +142,12 @@ static int adamw(float lr, float lrwd, float gs, float b1, float b2, float omb1,
     size_t i = 0;
     uint32_t bad = 0;
 #if defined(__SSE2__)
-    /* the check here is a float sum of everything written: NaN or inf as soon as one value
-     * is (NaN and inf propagate through additions), else finite unless finite values sum
-     * past FLT_MAX (then the caller's scan finds nothing: a false alarm costs a rescan,
-     * a non-finite value is never missed); three adds per four elements */
+    /* the check here is a float sum of p and v: NaN or inf as soon as one value is (NaN
+     * and inf propagate through additions), else finite unless finite values sum past
+     * FLT_MAX (then the caller's scan finds nothing: a false alarm costs a rescan, a
+     * non-finite value is never missed); two adds per four elements.  m needs no check:
+     * a non-finite m makes p non-finite (m/bc1 feeds the step whatever v is), while v
+     * can overflow alone (a finite g whose square does not fit) and leave p finite */
     __m128 vsum = _mm_setzero_ps();
     const __m128 vlr = _mm_set1_ps(lr), vlrwd = _mm_set1_ps(lrwd), vgs = _mm_set1_ps(gs);
     const __m128 vb1 = _mm_set1_ps(b1), vb2 = _mm_set1_ps(b2), vomb1 = _mm_set1_ps(omb1);
@@ -162,7 +166,7 @@ static int adamw(float lr, float lrwd, float gs, float b1, float b2, float omb1,
         __m128 step = _mm_div_ps(_mm_mul_ps(vlr, mh), _mm_add_ps(_mm_sqrt_ps(vh), veps));
         __m128 pn = _mm_sub_ps(_mm_sub_ps(pi, _mm_mul_ps(vlrwd, pi)), step);
         _mm_storeu_ps(p + i, pn);
-        vsum = _mm_add_ps(vsum, _mm_add_ps(_mm_add_ps(pn, mi), vi));
+        vsum = _mm_add_ps(vsum, _mm_add_ps(pn, vi));
     }
     float lanes[4];
     _mm_storeu_ps(lanes, vsum);
@@ -170,7 +174,7 @@ static int adamw(float lr, float lrwd, float gs, float b1, float b2, float omb1,
 #endif
     for (; i < n; i++) {
         adamw_one(lr, lrwd, gs, b1, b2, omb1, omb2, bc1, bc2, eps, p + i, g + i, m + i, v + i);
-        bad |= nf_bits(p[i]) | nf_bits(m[i]) | nf_bits(v[i]);
+        bad |= nf_bits(p[i]) | nf_bits(v[i]);
     }
     return (bad >> 31) != 0;
 }
