@@ -30,12 +30,8 @@ int cli_check(int argc, char **argv)
     int st = 0, ranks = 1;
     for (int i = 1; i < argc && !st; i++) {
         const char *s = argv[i];
-        int r = cli_set_arg(argc, argv, &i, &o, sets);
-        if (r < 0) {
-            st = -r;
-        } else if (r) {
-            continue;
-        } else if (!strcmp(s, "--ranks")) {
+        if (cli_set_arg(argc, argv, &i, &o, sets, &st)) continue;
+        if (!strcmp(s, "--ranks")) {
             if (i + 1 >= argc) st = err_set(MT_EX_USAGE, "--ranks needs a number");
             else st = parse_ranks(argv[++i], &ranks);
         } else if (!strncmp(s, "--ranks=", 8)) {

@@ -17,10 +17,11 @@ int cli_check(int argc, char **argv);
 
 /* The --set option of train and check at argv[*i] (`--set sec.key=value`, `-s ...`,
  * `--set=sec.key=value`): appended to o->sets (sets: room for CLI_MAX_SETS, the array
- * o->sets then points to).  Returns 1 when consumed (*i advanced past its value), 0 when
- * argv[*i] is another argument, or -MT_EX_USAGE after err_set() (train_cmd.c). */
+ * o->sets then points to).  Returns 1 when argv[*i] is such an option (*i advanced past
+ * its value; a missing value or too many: *st = MT_EX_USAGE after err_set()), 0 when it
+ * is another argument (train_cmd.c). */
 #define CLI_MAX_SETS 64
-int cli_set_arg(int argc, char **argv, int *i, TrainOptions *o, const char **sets);
+int cli_set_arg(int argc, char **argv, int *i, TrainOptions *o, const char **sets, int *st);
 
 /* `eval RUN_DIR|CHECKPOINT [--data DIR] [--threads T]` (eval_cmd.c): evaluate the weights
  * of a run (its newest valid checkpoint) on a dataset (default: the run's data.test). */

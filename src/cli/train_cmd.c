@@ -6,11 +6,14 @@
 #include "core/common.h"
 #include "train/train.h"
 
-int cli_set_arg(int argc, char **argv, int *i, TrainOptions *o, const char **sets)
+int cli_set_arg(int argc, char **argv, int *i, TrainOptions *o, const char **sets, int *st)
 {
     const char *s = argv[*i], *set = NULL;
     if (!strcmp(s, "--set") || !strcmp(s, "-s")) {
-        if (*i + 1 >= argc) return -err_set(MT_EX_USAGE, "--set needs sec.key=value");
+        if (*i + 1 >= argc) {
+            *st = err_set(MT_EX_USAGE, "--set needs sec.key=value");
+            return 1;
+        }
         set = argv[++*i];
     } else if (!strncmp(s, "--set=", 6)) {
         set = s + 6;
@@ -18,8 +21,9 @@ int cli_set_arg(int argc, char **argv, int *i, TrainOptions *o, const char **set
         return 0;
     }
     if (o->nsets == CLI_MAX_SETS)
-        return -err_set(MT_EX_USAGE, "too many --set options (%d at most)", CLI_MAX_SETS);
-    sets[o->nsets++] = set;
+        *st = err_set(MT_EX_USAGE, "too many --set options (%d at most)", CLI_MAX_SETS);
+    else
+        sets[o->nsets++] = set;
     o->sets = sets;
     return 1;
 }
@@ -31,12 +35,8 @@ int cli_train(int argc, char **argv)
     int st = 0;
     for (int i = 1; i < argc && !st; i++) {
         const char *s = argv[i];
-        int r = cli_set_arg(argc, argv, &i, &o, sets);
-        if (r < 0) {
-            st = -r;
-        } else if (r) {
-            continue;
-        } else if (!strcmp(s, "--resume")) {
+        if (cli_set_arg(argc, argv, &i, &o, sets, &st)) continue;
+        if (!strcmp(s, "--resume")) {
             if (i + 1 >= argc) st = err_set(MT_EX_USAGE, "--resume needs auto, none or a checkpoint path");
             else o.resume = argv[++i];
         } else if (!strncmp(s, "--resume=", 9)) {
