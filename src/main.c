@@ -15,6 +15,7 @@ static void usage(FILE *f)
             "\n"
             "usage:\n"
             "  mpirun -np N mpitrain train JOB.ini [--set sec.key=value]... [--resume auto|none|PATH]\n"
+            "  mpitrain check JOB.ini [--set sec.key=value]... [--ranks N]  validate, do not train\n"
             "  mpitrain eval RUN_DIR|CHECKPOINT [--data DIR] [--threads T]\n"
             "  mpitrain data import --format idx --images F --labels F --shards K --out DIR\n"
             "  mpitrain data import --format csv --csv F --shards K --out DIR\n"
@@ -40,6 +41,7 @@ int main(int argc, char **argv)
     }
     const char *cmd = argv[1];
     if (!strcmp(cmd, "train")) return cli_train(argc - 1, argv + 1);
+    if (!strcmp(cmd, "check")) return cli_check(argc - 1, argv + 1);
     if (!strcmp(cmd, "eval")) return cli_eval(argc - 1, argv + 1);
     if (!strcmp(cmd, "data")) return dataset_cli_main(argc - 1, argv + 1);
     if (!strcmp(cmd, "ckpt")) return ckpt_cli_main(argc - 1, argv + 1);

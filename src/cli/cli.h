@@ -5,9 +5,23 @@
 #ifndef MPITRAIN_CLI_CLI_H
 #define MPITRAIN_CLI_CLI_H
 
+#include "train/train.h"
+
 /* `train JOB.ini [--set sec.key=value]... [--resume auto|none|PATH]` (train_cmd.c).
  * Initialises MPI (every rank runs it). */
 int cli_train(int argc, char **argv);
+
+/* `check JOB.ini [--set sec.key=value]... [--ranks N]` (check_cmd.c): what `train` checks
+ * before its first step, for N ranks (default 1), without MPI; exit codes as `train`. */
+int cli_check(int argc, char **argv);
+
+/* The --set option of train and check at argv[*i] (`--set sec.key=value`, `-s ...`,
+ * `--set=sec.key=value`): appended to o->sets (sets: room for CLI_MAX_SETS, the array
+ * o->sets then points to).  Returns 1 when argv[*i] is such an option (*i advanced past
+ * its value; a missing value or too many: *st = MT_EX_USAGE after err_set()), 0 when it
+ * is another argument (train_cmd.c). */
+#define CLI_MAX_SETS 64
+int cli_set_arg(int argc, char **argv, int *i, TrainOptions *o, const char **sets, int *st);
 
 /* `eval RUN_DIR|CHECKPOINT [--data DIR] [--threads T]` (eval_cmd.c): evaluate the weights
  * of a run (its newest valid checkpoint) on a dataset (default: the run's data.test). */

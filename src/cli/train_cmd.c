@@ -1,26 +1,42 @@
-/* train_cmd.c — `mpitrain train JOB.ini [--set sec.key=value]... [--resume auto|none|PATH]`. */
+/* train_cmd.c — `mpitrain train JOB.ini [--set sec.key=value]... [--resume auto|none|PATH]`,
+ * and the --set option it shares with `check`. */
 #include <string.h>
 
 #include "cli/cli.h"
 #include "core/common.h"
 #include "train/train.h"
 
-#define MAX_SETS 64
+int cli_set_arg(int argc, char **argv, int *i, TrainOptions *o, const char **sets, int *st)
+{
+    const char *s = argv[*i], *set = NULL;
+    if (!strcmp(s, "--set") || !strcmp(s, "-s")) {
+        if (*i + 1 >= argc) {
+            *st = err_set(MT_EX_USAGE, "--set needs sec.key=value");
+            return 1;
+        }
+        set = argv[++*i];
+    } else if (!strncmp(s, "--set=", 6)) {
+        set = s + 6;
+    } else {
+        return 0;
+    }
+    if (o->nsets == CLI_MAX_SETS)
+        *st = err_set(MT_EX_USAGE, "too many --set options (%d at most)", CLI_MAX_SETS);
+    else
+        sets[o->nsets++] = set;
+    o->sets = sets;
+    return 1;
+}
 
 int cli_train(int argc, char **argv)
 {
-    const char *sets[MAX_SETS];
+    const char *sets[CLI_MAX_SETS];
     TrainOptions o = {.resume = "none", .sets = sets};
     int st = 0;
     for (int i = 1; i < argc && !st; i++) {
         const char *s = argv[i];
-        const char *set = NULL;
-        if (!strcmp(s, "--set") || !strcmp(s, "-s")) {
-            if (i + 1 >= argc) st = err_set(MT_EX_USAGE, "--set needs sec.key=value");
-            else set = argv[++i];
-        } else if (!strncmp(s, "--set=", 6)) {
-            set = s + 6;
-        } else if (!strcmp(s, "--resume")) {
+        if (cli_set_arg(argc, argv, &i, &o, sets, &st)) continue;
+        if (!strcmp(s, "--resume")) {
             if (i + 1 >= argc) st = err_set(MT_EX_USAGE, "--resume needs auto, none or a checkpoint path");
             else o.resume = argv[++i];
         } else if (!strncmp(s, "--resume=", 9)) {
@@ -31,10 +47,6 @@ int cli_train(int argc, char **argv)
             o.job = s;
         } else {
             st = err_set(MT_EX_USAGE, "train: more than one job file ('%s' and '%s')", o.job, s);
-        }
-        if (set) {
-            if (o.nsets == MAX_SETS) st = err_set(MT_EX_USAGE, "too many --set options (64 at most)");
-            else sets[o.nsets++] = set;
         }
     }
     if (!st && !o.job)

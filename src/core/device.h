@@ -12,7 +12,8 @@
  * Bits, per backend (tests/unit/test_device.c runs every backend against the plain C
  * reference of optim.h on the same inputs):
  *   cpu   optimizer and squared-norm partials: the bits of optim_update and
- *         clip_block_sumsq (the reference itself); memory is host memory.
+ *         clip_block_sumsq (the reference itself), optim_update's finite verdict; the
+ *         finite scan is finite.h's; memory is host memory.
  * A backend that cannot give the same bits for an operation must say so here and in
  * docs/determinism.md, and the test must state the tolerance it allows. */
 #ifndef MPITRAIN_CORE_DEVICE_H
@@ -33,14 +34,18 @@ typedef struct DeviceOps {
     void *(*alloc)(Device *d, size_t bytes);
     void (*free)(Device *d, void *p);
     void (*copy)(Device *d, void *dst, const void *src, size_t bytes, DeviceCopy kind);
-    /* The optimizer step on [lo, hi) of device slabs (optim.h's contract and bits). */
-    void (*optim_update)(Device *d, const OptimConf *c, float lr, uint64_t t, float grad_scale,
-                         float *params, const float *grads, float *const *states, size_t lo,
-                         size_t hi);
+    /* The optimizer step on [lo, hi) of device slabs (optim.h's contract and bits); 1 when
+     * it wrote a NaN or inf (optim_update's check), else 0. */
+    int (*optim_update)(Device *d, const OptimConf *c, float lr, uint64_t t, float grad_scale,
+                        float *params, const float *grads, float *const *states, size_t lo,
+                        size_t hi);
     /* Squared-norm partials of the clip blocks in [lo, hi) of a device gradient slab of
      * n floats into host partial[] (optim.h's clip_block_sumsq contract and bits). */
     void (*clip_sumsq)(Device *d, const float *grads, size_t n, size_t lo, size_t hi,
                        double *partial);
+    /* The index of the first NaN or ±inf in x[0, n) of device memory, or n when all are
+     * finite (core/finite.h's finite_first_bad). */
+    size_t (*first_nonfinite)(Device *d, const float *x, size_t n);
 } DeviceOps;
 
 struct Device {
@@ -65,16 +70,21 @@ static inline void device_copy(Device *d, void *dst, const void *src, size_t byt
 {
     d->ops->copy(d, dst, src, bytes, k);
 }
-static inline void device_optim_update(Device *d, const OptimConf *c, float lr, uint64_t t,
-                                       float grad_scale, float *params, const float *grads,
-                                       float *const *states, size_t lo, size_t hi)
+static inline int device_optim_update(Device *d, const OptimConf *c, float lr, uint64_t t,
+                                      float grad_scale, float *params, const float *grads,
+                                      float *const *states, size_t lo, size_t hi)
 {
-    d->ops->optim_update(d, c, lr, t, grad_scale, params, grads, states, lo, hi);
+    return d->ops->optim_update(d, c, lr, t, grad_scale, params, grads, states, lo, hi);
 }
 static inline void device_clip_sumsq(Device *d, const float *grads, size_t n, size_t lo,
                                      size_t hi, double *partial)
 {
     d->ops->clip_sumsq(d, grads, n, lo, hi, partial);
+}
+
+static inline size_t device_first_nonfinite(Device *d, const float *x, size_t n)
+{
+    return d->ops->first_nonfinite(d, x, n);
 }
 
 extern const DeviceOps device_cpu_ops; /* device_cpu.c */

@@ -34,9 +34,11 @@ const char *optim_state_name(const OptimConf *c, int i);
  *          p = p - lr*wd*p - lr*d
  *   adamw: m = b1*m + (1-b1)*g; v = b2*v + (1-b2)*g*g
  *          p = p - lr*wd*p - lr * (m/(1-b1^t)) / (sqrt(v/(1-b2^t)) + eps)
- * states[k] are the state slabs (full length; only [lo, hi) is touched). */
-void optim_update(const OptimConf *c, float lr, uint64_t t, float grad_scale, float *params,
-                  const float *grads, float *const *states, size_t lo, size_t hi);
+ * states[k] are the state slabs (full length; only [lo, hi) is touched).  Returns 1 when
+ * a value it wrote (a parameter or a state element of [lo, hi)) is NaN or ±inf, else 0:
+ * a check made on the values in registers, which costs next to nothing (optim.c). */
+int optim_update(const OptimConf *c, float lr, uint64_t t, float grad_scale, float *params,
+                 const float *grads, float *const *states, size_t lo, size_t hi);
 
 /* Global-norm clipping works on the slab's blocks (slab.h) so that the norm's bits do
  * not depend on how the slab is sharded: partial[j] = sum of g^2 (double, in element

@@ -19,6 +19,7 @@
 
 #include <ctype.h>
 #include <errno.h>
+#include <float.h>
 #include <ini.h>
 #include <inttypes.h>
 #include <limits.h>
@@ -83,6 +84,29 @@ static void show_value(const char *v, char *buf, size_t n)
 
 /* ---------------------------------------------------------------- value parsing */
 
+/* The training code computes in float32: a value inside an open bound must stay inside
+ * it as a float32 too (4e-324 for a positive lr rounds to 0; 0.999999999 for a beta
+ * below 1 rounds to 1) and must not overflow to inf.  1 after writing the reason. */
+static int float32_crosses_bound(const KeyDesc *k, double v, char *why, size_t nwhy)
+{
+    float f = (float)v;
+    char allowed[256];
+    config_describe_allowed(k, allowed, sizeof allowed);
+    if (isinf(f)) {
+        snprintf(why, nwhy, "overflows a float32 (largest %g), must be in %s", (double)FLT_MAX,
+                 allowed);
+        return 1;
+    }
+    int at_lo = k->dmin_open && (double)f <= k->dmin;
+    int at_hi = k->dmax_open && (double)f >= k->dmax;
+    if (!at_lo && !at_hi) return 0;
+    char b[32];
+    config_format_double(at_lo ? k->dmin : k->dmax, b, sizeof b);
+    snprintf(why, nwhy, "rounds to %s as a float32 (what training computes with), must be in %s%s",
+             b, allowed, at_lo && k->dmin == 0 ? "; the smallest positive float32 is 1.4e-45" : "");
+    return 1;
+}
+
 /* Parse `text` into the field of `k` in `c`.  On failure writes the reason (no prefix)
  * into why and returns -1. */
 static int parse_value(const KeyDesc *k, Config *c, const char *text, char *why, size_t nwhy)
@@ -127,6 +151,7 @@ static int parse_value(const KeyDesc *k, Config *c, const char *text, char *why,
             snprintf(why, nwhy, "out of range, must be in %s", allowed);
             return -1;
         }
+        if (float32_crosses_bound(k, v, why, nwhy)) return -1;
         *(double *)field = v;
         return 0;
     not_num:

@@ -116,7 +116,8 @@ const KeyDesc config_keys[] = {
           "checkpoint every this many steps; 0 = off"),
     K_DBL("checkpoint", "every_minutes", ckpt_every_minutes, CLOSED, 0, 1e6, CLOSED, "0",
           "checkpoint every this many minutes; 0 = off"),
-    K_INT("checkpoint", "keep", ckpt_keep, 1, 1000000, "3", "complete checkpoints kept"),
+    K_INT("checkpoint", "keep", ckpt_keep, 0, 1000000, "3",
+          "complete checkpoints kept (the newest); 0 = keep all"),
     K_BOOL("checkpoint", "async", ckpt_async, "false",
            "write checkpoints from a snapshot in the background"),
 

@@ -8,7 +8,9 @@
  * consecutive rows coalesced into runs, and each run read with one simple hyperslab
  * (measured: ~15x faster than one H5Dread of a union of row hyperslabs).  Import
  * writes chunks larger than HDF5's 1 MiB chunk cache, so such partial reads go
- * straight to the file instead of reading (and caching) whole chunks.
+ * straight to the file instead of reading (and caching) whole chunks.  Float32 rows
+ * are checked for NaN and inf where they are read from the file (rows_finite), so a
+ * cached shard is checked once.
  *
  * Threads.  Dataset.mu guards the shard table (cache state, open handles, scratch);
  * HDF5 calls additionally hold the process-wide HDF5 lock (io/h5.h), always taken
@@ -213,7 +215,7 @@ static int read_shard_table(hid_t fid, const char *path, int64_t *n_out,
         else if (e[i].count < 0)
             rc = err_set(MT_EX_DATAERR, "%s: shards[%lld] (%s) has a negative count %lld", path,
                          (long long)i, name, (long long)e[i].count);
-        else
+        else if (!(rc = dataset_check_shard_name(path, i, name)))
             snprintf(e[i].file, sizeof e[i].file, "%s", name);
     }
     if (vlen) H5Dvlen_reclaim(mt, sp, H5P_DEFAULT, buf);
@@ -309,8 +311,8 @@ int dataset_index_read(const char *dir, DatasetInfo *info, DatasetShardEntry **s
     }
     if ((rc = dataset_attr_i64(fid, path, "num_classes", &v))) goto out;
     if (v < 1 || v > INT32_MAX) {
-        rc = err_set(MT_EX_DATAERR, "%s: num_classes = %lld must be at least 1", path,
-                     (long long)v);
+        rc = err_set(MT_EX_DATAERR, "%s: num_classes = %lld must be in [1, %d]", path,
+                     (long long)v, INT32_MAX);
         goto out;
     }
     info->num_classes = (int)v;
@@ -340,8 +342,12 @@ int dataset_index_read(const char *dir, DatasetInfo *info, DatasetShardEntry **s
     }
     info->nshards = (int)nshards;
     int64_t sum = 0;
-    for (int i = 0; i < info->nshards; i++) sum += (*shards)[i].count;
-    if (sum != info->num_samples)
+    for (int i = 0; i < info->nshards && !rc; i++)
+        if (__builtin_add_overflow(sum, (*shards)[i].count, &sum))
+            rc = err_set(MT_EX_DATAERR, "%s: the shard counts sum to more than %lld (at "
+                         "shards[%d]) but num_samples is %lld", path, (long long)INT64_MAX, i,
+                         (long long)info->num_samples);
+    if (!rc && sum != info->num_samples)
         rc = err_set(MT_EX_DATAERR, "%s: the shard counts sum to %lld but num_samples is %lld",
                      path, (long long)sum, (long long)info->num_samples);
 out:
@@ -567,6 +573,15 @@ static int ensure_open(Dataset *ds, int s)
     return rc;
 }
 
+/* The finite check of rows [lo, lo + m) of shard s as they come from the file (x raw):
+ * float32 rows are checked once, where they are read (a whole shard when it is cached,
+ * each run of rows on the uncached path), never again when copied from the cache; uint8
+ * rows need none. */
+static int rows_finite(const Dataset *ds, int s, int64_t lo, const void *x, int64_t m)
+{
+    return dataset_check_finite(&ds->info, ds->sh[s].path, ds->sh[s].first, lo, x, m);
+}
+
 /* Called with mu held, on the first touch of shard s: cache it whole if it fits. */
 static int try_cache(Dataset *ds, int s)
 {
@@ -581,6 +596,7 @@ static int try_cache(Dataset *ds, int s)
     void *x = xmalloc((size_t)sh->e.count * ds->row_bytes);
     int32_t *y = xmalloc((size_t)sh->e.count * sizeof(int32_t));
     rc = dataset_shard_read_rows(&ds->info, &sh->h, sh->path, 0, sh->e.count, x, y);
+    if (!rc) rc = rows_finite(ds, s, 0, x, sh->e.count);
     if (rc) {
         free(x);
         free(y);
@@ -666,6 +682,7 @@ static int read_uncached(Dataset *ds, const int64_t *idx, int n, float *x, int32
         int rc = ensure_open(ds, s);
         if (!rc) rc = dataset_shard_read_rows(&ds->info, &ds->sh[s].h, ds->sh[s].path, lo, m,
                                               ds->raw, ds->rawy);
+        if (!rc) rc = rows_finite(ds, s, lo, ds->raw, m);
         if (rc) return rc;
         for (size_t r = a; r < b; r++) {
             int64_t k = ds->req[r].row - lo;

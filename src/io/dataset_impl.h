@@ -21,7 +21,7 @@
 #define DATASET_FILE_LEN 64    /* fixed string length of "file" as import writes it */
 
 typedef struct {
-    char file[DATASET_NAME_MAX]; /* relative to the dataset directory */
+    char file[DATASET_NAME_MAX]; /* a plain file name in the dataset directory */
     int64_t count;               /* samples in this shard */
 } DatasetShardEntry;
 
@@ -65,6 +65,19 @@ void dataset_shard_close(DatasetShardHandles *h);
  * shard file (path) and the first row of the failed piece. */
 int dataset_shard_read_rows(const DatasetInfo *info, const DatasetShardHandles *h,
                             const char *path, int64_t lo, int64_t n, void *x, int32_t *y);
+
+/* Shard names are plain file names inside the dataset directory: 0, or MT_EX_DATAERR
+ * naming index_path, the entry i and the name when it holds a '/' (an absolute path,
+ * a subdirectory, "../elsewhere/x.h5") or is "." or "..".  dataset_verify.c */
+int dataset_check_shard_name(const char *index_path, int64_t i, const char *name);
+
+/* The finite check of rows [lo, lo + m) of shard `path` as read (x raw, m *
+ * sample_size elements of info->dtype; `first` = the global index of the shard's row 0):
+ * 0 when every value is finite (always for uint8), else MT_EX_DATAERR naming the
+ * dataset, the shard, the row, the global sample and the element.  One vectorised read
+ * of the rows (core/finite.h).  dataset_verify.c */
+int dataset_check_finite(const DatasetInfo *info, const char *path, int64_t first, int64_t lo,
+                         const void *x, int64_t m);
 
 /* Bytes of one element of dtype. */
 size_t dataset_dtype_size(DType t);

@@ -1,16 +1,42 @@
 /* dataset_verify.c — `mpitrain data info` (what index.h5 says, cheap) and
- * `mpitrain data verify` (read every byte of every shard and check it). */
+ * `mpitrain data verify` (read every byte of every shard and check it), and the finite
+ * check of float32 rows that verify and the reader (dataset.c) share. */
 #include "io/dataset.h"
 
-#include <math.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/stat.h>
 
 #include "core/common.h"
+#include "core/finite.h"
 #include "io/dataset_impl.h"
 
 #define VERIFY_PIECE_BYTES (4u << 20)
+
+int dataset_check_shard_name(const char *index_path, int64_t i, const char *name)
+{
+    if (!strchr(name, '/') && strcmp(name, ".") != 0 && strcmp(name, "..") != 0) return 0;
+    return err_set(MT_EX_DATAERR, "%s: shards[%lld] names the file '%s': a shard must be a plain "
+                   "file name in the dataset directory (no '/', not '.' or '..'; "
+                   "docs/dataset-format.md); move the file there and list its name only",
+                   index_path, (long long)i, name);
+}
+
+int dataset_check_finite(const DatasetInfo *in, const char *path, int64_t first, int64_t lo,
+                         const void *x, int64_t m)
+{
+    if (in->dtype != DTYPE_FLOAT32) return 0;
+    const float *f = x;
+    size_t n = (size_t)m * (size_t)in->sample_size;
+    size_t j = finite_first_bad(f, n);
+    if (j == n) return 0;
+    int64_t r = lo + (int64_t)(j / (size_t)in->sample_size);
+    return err_set(MT_EX_DATAERR, "dataset %s: shard %s row %lld (global sample %lld): x[%zu] is "
+                   "%s; training data must be finite: fix or drop that sample (`mpitrain data "
+                   "verify %s` finds the first one)", in->dir, path, (long long)r,
+                   (long long)(first + r), j % (size_t)in->sample_size, finite_kind(f[j]),
+                   in->dir);
+}
 
 static void print_header(const DatasetInfo *in, FILE *out)
 {
@@ -120,17 +146,7 @@ int dataset_verify(const char *dir, FILE *out)
                 }
                 hist[y[i]]++;
             }
-            if (in.dtype == DTYPE_FLOAT32) {
-                const float *f = x;
-                for (int64_t j = 0; j < m * in.sample_size; j++)
-                    if (!isfinite(f[j])) {
-                        int64_t r = lo + j / in.sample_size;
-                        rc = err_set(MT_EX_DATAERR, "shard %s sample %lld (global sample %lld): "
-                                     "x[%lld] is %s", path, (long long)r, (long long)(first + r),
-                                     (long long)(j % in.sample_size), isnan(f[j]) ? "NaN" : "inf");
-                        goto fail;
-                    }
-            }
+            if ((rc = dataset_check_finite(&in, path, first, lo, x, m))) goto fail;
         }
         dataset_shard_close(&h);
         first += e[k].count;
@@ -140,8 +156,8 @@ int dataset_verify(const char *dir, FILE *out)
     for (int c = 0; c < in.num_classes; c++)
         fprintf(out, "%s%d:%lld", c ? " " : "", c, (long long)hist[c]);
     fprintf(out, "\nverified   %lld samples in %d shards in %.2f s: all readable, shapes and "
-            "dtypes consistent, labels in [0, %d)\n", (long long)in.num_samples, in.nshards,
-            now_s() - t0, in.num_classes);
+            "dtypes consistent, labels in [0, %d)%s\n", (long long)in.num_samples, in.nshards,
+            now_s() - t0, in.num_classes, in.dtype == DTYPE_FLOAT32 ? ", values finite" : "");
     goto done;
 fail:
     fprintf(out, "FAILED: %s\n", err_msg());

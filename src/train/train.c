@@ -31,7 +31,8 @@ static int step_gate(Trainer *t, uint64_t step, Batch **b)
     int fail_rank = -1;
     int code = comm_agree_flags(t->comm, st, flags, NFLAGS, &fail_rank);
     if (code) {
-        if (fail_rank == t->rank) log_error("step %llu: %s", (unsigned long long)step, err_msg());
+        /* the loader's message names the step, the shard and the row */
+        if (fail_rank == t->rank) log_error("%s", err_msg());
         if (t->rank == 0 && fail_rank != 0)
             log_error("step %llu: rank %d could not read its data (message above); stopping",
                       (unsigned long long)step, fail_rank);

@@ -106,7 +106,9 @@ int train_ckpt_save(Trainer *t, int sync)
             .states = (const float *const *)full,
             .nstates = t->nstates,
         };
-        st = write_rank0(t, &s, sync, sharded);
+        /* the last line of defence: never store a NaN or inf (train_report.c) */
+        st = train_report_check_state(t, full);
+        if (!st) st = write_rank0(t, &s, sync, sharded);
     }
     if (sharded)
         for (int k = 0; k < t->nstates; k++) device_free(t->dev, full[k]);

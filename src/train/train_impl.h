@@ -17,6 +17,7 @@
 #include "core/exec.h"
 #include "core/model.h"
 #include "core/optim.h"
+#include "core/optstep.h"
 #include "core/sched.h"
 #include "io/ckpt.h"
 #include "io/config.h"
@@ -86,6 +87,25 @@ typedef struct {
     int eval_cap_rows;
 } Trainer;
 
+/* What a job needs, as `train` and `check` (train_check.c) both check it, without MPI.
+ * train_setup.c.  The job's config: defaults, the file o->job, the --set overrides in
+ * order, config_validate.  0 or MT_EX_NOINPUT / MT_EX_CONFIG (err_msg() names the file,
+ * line and key). */
+int train_config_load(Config *c, const TrainOptions *o);
+/* The strategy of c (parallel.mode) and its split of train.micro_batches over `world`
+ * ranks: *ops, *sconf (strings point into c), rank's *split, and when mb_rank is not
+ * NULL the rank of each micro-batch (M ints).  0 or MT_EX_CONFIG naming the keys. */
+int train_plan_split(const Config *c, int rank, int world, StrategyConf *sconf,
+                     const StrategyOps **ops, StrategySplit *split, int *mb_rank);
+/* The datasets fit the job: test (NULL: none) like train (sample size, classes),
+ * model.input, at least one batch of samples.  0 or MT_EX_DATAERR naming the keys. */
+int train_check_data(const Config *c, const DatasetInfo *train, const DatasetInfo *test);
+/* model.layers for the dataset's samples and classes into *m (model_free).  0 or
+ * MT_EX_CONFIG ("model.layers: " and the model's message). */
+int train_build_model(Model *m, const Config *c, const DatasetInfo *di);
+/* train.steps, or train.epochs * steps_per_epoch when it is 0. */
+uint64_t train_total_steps(const Config *c, uint64_t steps_per_epoch);
+
 /* All ranks agree on `st`; the lowest failing rank prints its message, rank 0 names it
  * and the phase.  Returns the agreed code (0 when every rank succeeded).  train_setup.c */
 int train_agree(Trainer *t, int st, const char *phase);
@@ -114,7 +134,8 @@ void train_ckpt_fence(Trainer *t, uint64_t step);
 /* train_step.c: one step on batch b (NULL on a rank that does not compute):
  * forward/backward, reduction, update.  *loss = the
  * global batch's mean loss, *norm = the gradient norm (NaN without clipping).  Returns 0
- * or MT_EX_SOFTWARE when the loss is not finite (reported, naming micro-batch and rank). */
+ * or MT_EX_SOFTWARE when the loss is not finite or an update wrote a NaN or inf (every
+ * rank returns it, reported by train_report_outcome). */
 int train_step(Trainer *t, uint64_t step, Batch *b, double *loss, double *norm);
 
 /* train_report.c */
@@ -128,6 +149,17 @@ void train_report_ckpt(Trainer *t, double pause, int async);
 void train_report_stats(Trainer *t);
 /* The loss of step `step` is not finite: name the first bad micro-batch and its rank. */
 void train_report_diverged(Trainer *t, uint64_t step, double loss);
+/* After the step's update (os: the step's optimizer, whose finite check saw every range
+ * this rank updated): one agreement of all ranks (comm_agree_flags) that sums the
+ * micro-batch losses t->mb_loss and collects each rank's verdict.  *loss = the global
+ * batch's mean loss (canonical tree).  Returns 0, or MT_EX_SOFTWARE on every rank when
+ * the loss is not finite (train_report_diverged) or some rank's update wrote a NaN or
+ * inf: the lowest such rank names the step, itself, the layer/parameter and element. */
+int train_report_outcome(Trainer *t, uint64_t step, const OptStep *os, double *loss);
+/* Before a checkpoint is written (rank 0): 0 when the parameters and the whole optimizer
+ * state arrays full[0, t->nstates) (nparams floats each) are finite, else MT_EX_SOFTWARE
+ * with err_set() naming the step, the array, the layer and element (write nothing). */
+int train_report_check_state(Trainer *t, float *const *full);
 
 /* evaluate.c: evaluate params on ds (rows split in EVAL_CHUNK chunks over ranks). Every
  * rank gets the same loss (mean) and accuracy.  Returns 0 or a read error (agreed). */

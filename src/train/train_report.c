@@ -1,12 +1,15 @@
 /* train_report.c — what a training run tells its user: the start-up banner, the
  * progress line, the metrics lines (metrics.jsonl, docs/design.md §7), the eval lines,
- * and the divergence message. */
+ * and the outcome of each step: the divergence messages (a non-finite loss, or a NaN or
+ * inf the update wrote, named by layer from the model's table) and the finite check of
+ * the state a checkpoint is about to store. */
 #include <math.h>
 #include <stdlib.h>
 #include <string.h>
 #include <unistd.h>
 
 #include "core/common.h"
+#include "core/finite.h"
 #include "core/gemm.h"
 #include "train/train_impl.h"
 
@@ -199,4 +202,87 @@ void train_report_diverged(Trainer *t, uint64_t step, double loss)
     log_info("step %llu: loss is %g (micro-batch %d, computed on rank %d): training "
              "diverged; lower optim.lr or set optim.clip_norm",
              (unsigned long long)step, loss, bad, bad_rank);
+}
+
+/* "layer dense1 parameter w[12, 345]" for slab index i (the model's layer table), or
+ * "the padding at slab index i" (zero by construction: reaching it is a bug). */
+static void slab_name(const Model *m, size_t i, char *buf, size_t n)
+{
+    for (int l = 0; l < m->nlayers; l++) {
+        const Layer *L = &m->layers[l];
+        for (int k = 0; k < L->nparams; k++) {
+            const ParamDesc *p = &L->params[k];
+            if (i < p->off || i >= p->off + p->count) continue;
+            size_t e = i - p->off, len = 0;
+            char idx[96];
+            idx[0] = 0;
+            for (int d = 0; d < p->ndim; d++) {
+                size_t stride = 1;
+                for (int j = d + 1; j < p->ndim; j++) stride *= (size_t)p->shape[j];
+                len += (size_t)snprintf(idx + len, sizeof idx - len, "%s%zu", d ? ", " : "",
+                                        e / stride);
+                e %= stride;
+            }
+            snprintf(buf, n, "layer %s parameter %s[%s]", L->name, p->name, idx);
+            return;
+        }
+    }
+    snprintf(buf, n, "the padding at slab index %zu", i);
+}
+
+/* "the parameter" or "the optimizer state 'm' of": what array a (0 params, 1 + k state
+ * k) of slab index i is, for messages. */
+static void array_name(const Trainer *t, int a, size_t i, char *buf, size_t n)
+{
+    char where[200];
+    slab_name(&t->model, i, where, sizeof where);
+    if (a == 0) snprintf(buf, n, "%s", where);
+    else snprintf(buf, n, "optimizer state '%s' of %s", optim_state_name(&t->oc, a - 1), where);
+}
+
+int train_report_outcome(Trainer *t, uint64_t step, const OptStep *os, double *loss)
+{
+    size_t bad_i = 0;
+    int bad_a = 0, failed = -1;
+    float bad_v = 0;
+    int bad = optstep_nonfinite(os, &bad_i, &bad_a, &bad_v);
+    /* one allreduce: the loss contributions are disjoint (an exact sum), and each rank's
+     * status says whether its update wrote a non-finite value */
+    int code = comm_agree_flags(t->comm, bad ? MT_EX_SOFTWARE : 0, t->mb_loss, t->M, &failed);
+    *loss = exec_tree_sum_f64(t->mb_loss, 0, t->M) / t->B;
+    int loss_bad = !isfinite(*loss);
+    if (!loss_bad && !code) return 0;
+    if (loss_bad) train_report_diverged(t, step, *loss);
+    if (code) {
+        progress_clear();
+        if (failed == t->rank) {
+            char what[320];
+            array_name(t, bad_a, bad_i, what, sizeof what);
+            log_error("step %llu: the optimizer update on rank %d made %s %s (slab index %zu): "
+                      "training diverged; lower optim.lr or set optim.clip_norm (no "
+                      "checkpoint of this state is written)",
+                      (unsigned long long)step, t->rank, what, finite_kind(bad_v), bad_i);
+        }
+        if (t->rank == 0 && failed != 0)
+            log_error("step %llu: rank %d's update wrote a non-finite value (message above); "
+                      "stopping", (unsigned long long)step, failed);
+    }
+    return MT_EX_SOFTWARE;
+}
+
+int train_report_check_state(Trainer *t, float *const *full)
+{
+    size_t n = t->model.nparams;
+    for (int a = 0; a <= t->nstates; a++) {
+        const float *x = a == 0 ? t->params : full[a - 1];
+        size_t i = device_first_nonfinite(t->dev, x, n);
+        if (i == n) continue;
+        char what[320];
+        array_name(t, a, i, what, sizeof what);
+        return err_set(MT_EX_SOFTWARE, "refusing to write the checkpoint of step %llu: %s is "
+                       "%s; a checkpoint never holds non-finite state (the last valid one "
+                       "stays in %s)", (unsigned long long)t->step, what,
+                       finite_kind(x[i]), t->ckpt_dir);
+    }
+    return 0;
 }

@@ -45,12 +45,12 @@ static void path_cat(char *dst, size_t n, const char *a, const char *b)
     dst[la + lb] = 0;
 }
 
-static int load_config(Trainer *t, const TrainOptions *o)
+int train_config_load(Config *c, const TrainOptions *o)
 {
-    config_defaults(&t->cfg);
-    int st = config_load(&t->cfg, o->job);
-    for (int i = 0; !st && i < o->nsets; i++) st = config_set(&t->cfg, o->sets[i], "--set");
-    if (!st) st = config_validate(&t->cfg);
+    config_defaults(c);
+    int st = config_load(c, o->job);
+    for (int i = 0; !st && i < o->nsets; i++) st = config_set(c, o->sets[i], "--set");
+    if (!st) st = config_validate(c);
     return st;
 }
 
@@ -81,19 +81,16 @@ static int setup_optim(Trainer *t)
     return 0;
 }
 
-/* The batch in micro-batches, and the strategy's split of them over the ranks (with the
- * rank of every micro-batch, for messages that name it). */
-static int setup_split(Trainer *t)
+int train_plan_split(const Config *c, int rank, int world, StrategyConf *sconf,
+                     const StrategyOps **ops, StrategySplit *split, int *mb_rank)
 {
-    const Config *c = &t->cfg;
-    t->B = c->train_batch;
-    t->M = c->train_micro_batches;
-    if (t->B % t->M != 0)
+    int B = c->train_batch, M = c->train_micro_batches;
+    if (B % M != 0)
         return err_set(MT_EX_CONFIG,
                        "train.batch = %d is not divisible by train.micro_batches = %d: the batch is "
                        "cut into micro-batches of equal size; choose a divisor of the batch",
-                       t->B, t->M);
-    t->sconf = (StrategyConf){
+                       B, M);
+    *sconf = (StrategyConf){
         .mode = c->parallel_mode,
         .reduce = c->parallel_reduce,
         .bucket_mb = c->parallel_bucket_mb,
@@ -104,22 +101,32 @@ static int setup_split(Trainer *t)
         .staleness = c->parallel_staleness,
         .server_ranks = c->parallel_server_ranks,
     };
-    if (!(t->sops = strategy_find(c->parallel_mode))) return err_code();
-    int st = t->sops->plan(&t->sconf, t->rank, t->world, t->M, &t->split);
-    if (st) return st;
-    t->mb_rows = t->B / t->M;
-    t->mb_rank = xcalloc((size_t)t->M, sizeof(int));
-    for (int r = 0; r < t->world; r++) {
+    if (!(*ops = strategy_find(c->parallel_mode))) return err_code();
+    int st = (*ops)->plan(sconf, rank, world, M, split);
+    if (st || !mb_rank) return st;
+    for (int r = 0; r < world; r++) {
         StrategySplit s;
-        t->sops->plan(&t->sconf, r, t->world, t->M, &s);
-        for (int k = s.mb_lo; k < s.mb_hi; k++) t->mb_rank[k] = r;
+        (*ops)->plan(sconf, r, world, M, &s);
+        for (int k = s.mb_lo; k < s.mb_hi; k++) mb_rank[k] = r;
     }
     return 0;
 }
 
+/* The batch in micro-batches, and the strategy's split of them over the ranks (with the
+ * rank of every micro-batch, for messages that name it). */
+static int setup_split(Trainer *t)
+{
+    const Config *c = &t->cfg;
+    t->B = c->train_batch;
+    t->M = c->train_micro_batches;
+    t->mb_rows = t->B / t->M;
+    t->mb_rank = xcalloc((size_t)t->M, sizeof(int));
+    return train_plan_split(c, t->rank, t->world, &t->sconf, &t->sops, &t->split, t->mb_rank);
+}
+
 int train_setup_config(Trainer *t, const TrainOptions *o)
 {
-    int st = load_config(t, o);
+    int st = train_config_load(&t->cfg, o);
     if (!st) st = setup_optim(t);
     if (!st) st = setup_split(t);
     if (!st) st = straggler_parse(t->cfg.run_slow, t->world, &t->slow);
@@ -137,45 +144,59 @@ int train_setup_config(Trainer *t, const TrainOptions *o)
     return 0;
 }
 
-static int open_data(Trainer *t)
+int train_check_data(const Config *c, const DatasetInfo *a, const DatasetInfo *b)
 {
-    const Config *c = &t->cfg;
-    int st = dataset_open(c->data_train, c->data_cache_mb, &t->train_ds);
-    if (st) return st;
-    if (c->data_test[0]) {
-        st = dataset_open(c->data_test, c->data_cache_mb, &t->test_ds);
-        if (st) return st;
-        const DatasetInfo *a = dataset_info(t->train_ds), *b = dataset_info(t->test_ds);
-        if (a->sample_size != b->sample_size || a->num_classes != b->num_classes)
-            return err_set(MT_EX_DATAERR,
-                           "data.test %s (samples of %d values, %d classes) does not match "
-                           "data.train %s (%d values, %d classes)",
-                           c->data_test, b->sample_size, b->num_classes, c->data_train,
-                           a->sample_size, a->num_classes);
-    }
-    const DatasetInfo *di = dataset_info(t->train_ds);
-    if (c->model_input > 0 && c->model_input != di->sample_size)
+    if (b && (a->sample_size != b->sample_size || a->num_classes != b->num_classes))
+        return err_set(MT_EX_DATAERR,
+                       "data.test %s (samples of %d values, %d classes) does not match "
+                       "data.train %s (%d values, %d classes)",
+                       c->data_test, b->sample_size, b->num_classes, c->data_train,
+                       a->sample_size, a->num_classes);
+    if (c->model_input > 0 && c->model_input != a->sample_size)
         return err_set(MT_EX_DATAERR,
                        "data.train %s has samples of %d values (shape %s) but model.input = %d: "
                        "the dataset does not fit the model's input; fix model.input or data.train",
-                       c->data_train, di->sample_size,
-                       di->ndim == 1 ? "1-d" : di->ndim == 2 ? "2-d" : "3-d", c->model_input);
-    if (di->num_samples < t->B)
+                       c->data_train, a->sample_size,
+                       a->ndim == 1 ? "1-d" : a->ndim == 2 ? "2-d" : "3-d", c->model_input);
+    if (a->num_samples < c->train_batch)
         return err_set(MT_EX_DATAERR,
                        "data.train %s has %lld samples, fewer than one batch (train.batch = %d)",
-                       c->data_train, (long long)di->num_samples, t->B);
+                       c->data_train, (long long)a->num_samples, c->train_batch);
     return 0;
 }
 
-static int build_model(Trainer *t)
+int train_build_model(Model *m, const Config *c, const DatasetInfo *di)
 {
-    const DatasetInfo *di = dataset_info(t->train_ds);
-    int st = model_build(&t->model, t->cfg.model_layers, di->sample_size, di->num_classes);
+    int st = model_build(m, c->model_layers, di->sample_size, di->num_classes);
     if (st) {
         char msg[1024];
         snprintf(msg, sizeof msg, "%s", err_msg());
         return err_set(st, "model.layers: %s", msg);
     }
+    return 0;
+}
+
+uint64_t train_total_steps(const Config *c, uint64_t steps_per_epoch)
+{
+    return c->train_steps > 0 ? (uint64_t)c->train_steps
+                              : (uint64_t)c->train_epochs * steps_per_epoch;
+}
+
+static int open_data(Trainer *t)
+{
+    const Config *c = &t->cfg;
+    int st = dataset_open(c->data_train, c->data_cache_mb, &t->train_ds);
+    if (st) return st;
+    if (c->data_test[0] && (st = dataset_open(c->data_test, c->data_cache_mb, &t->test_ds)))
+        return st;
+    return train_check_data(c, dataset_info(t->train_ds),
+                            t->test_ds ? dataset_info(t->test_ds) : NULL);
+}
+
+static int build_model(Trainer *t)
+{
+    int st = train_build_model(&t->model, &t->cfg, dataset_info(t->train_ds));
+    if (st) return st;
     t->params = device_alloc(t->dev, t->model.nparams * sizeof(float));
     t->mb_loss = xcalloc(t->M, sizeof(double));
     t->clip_partial = xcalloc(clip_nblocks(t->model.nparams), sizeof(double));
@@ -190,8 +211,7 @@ int train_setup_model(Trainer *t)
     if ((st = train_agree(t, st, "opening the data and building the model"))) return st;
     const DatasetInfo *di = dataset_info(t->train_ds);
     t->steps_per_epoch = (uint64_t)(di->num_samples / t->B);
-    t->total_steps = c->train_steps > 0 ? (uint64_t)c->train_steps
-                                        : (uint64_t)c->train_epochs * t->steps_per_epoch;
+    t->total_steps = train_total_steps(c, t->steps_per_epoch);
     model_init_params(&t->model, t->params, !strcmp(c->model_init, "xavier") ? INIT_XAVIER : INIT_HE,
                       (uint64_t)c->train_seed);
     st = strategy_create(t->sops, t->comm, &t->sconf, t->model.nparams, t->nstates, &t->strategy);

@@ -1,8 +1,10 @@
 /* train_step.c — one training step (docs/design.md §4) through the parallel strategy:
  * the executor computes the rank's micro-batches and reports each finished gradient
  * range to the strategy, which reduces it while the backward goes on; then the loss, the
- * optional clipping, and the strategy's update.  Which strategy runs, and whether the
- * optimizer is fused into the backward or the reduction, is the strategy's business. */
+ * optional clipping, and the strategy's update; then the agreement on the step's outcome
+ * (its loss, and whether any rank's update wrote a NaN or inf: train_report.c).  Which
+ * strategy runs, and whether the optimizer is fused into the backward or the reduction,
+ * is the strategy's business. */
 #include <math.h>
 #include <string.h>
 
@@ -52,13 +54,6 @@ int train_step(Trainer *t, uint64_t step, Batch *b, double *loss_out, double *no
         loader_release(t->loader, b);
     }
 
-    /* loss: disjoint contributions -> exact sum; then the canonical tree */
-    comm_allreduce(t->comm, t->mb_loss, (size_t)t->M, COMM_F64);
-    double loss = exec_tree_sum_f64(t->mb_loss, 0, t->M) / t->B;
-    if (!isfinite(loss)) {
-        train_report_diverged(t, step, loss);
-        return MT_EX_SOFTWARE;
-    }
     train_ckpt_fence(t, step); /* the async snapshot must be taken before the update */
     double norm = NAN;
     if (ss.global) {
@@ -67,6 +62,10 @@ int train_step(Trainer *t, uint64_t step, Batch *b, double *loss_out, double *no
                      (float)c->optim_clip_norm, &norm);
     }
     strategy_update(t->strategy, run_on_exec, t->exec);
+    /* the loss (canonical tree) and every rank's finite check of its update, agreed */
+    double loss;
+    int st = train_report_outcome(t, step, &os, &loss);
+    if (st) return st;
     t->step = step + 1;
     double t1 = now_s();
     double exposed = strategy_exposed_s(t->strategy);

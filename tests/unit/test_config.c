@@ -333,6 +333,37 @@ static void test_set(void **state)
                         "job.ini [env] train.epochs=x: not an integer (must be in [0, 1000000])");
 }
 
+/* Open bounds hold in float32 too (the optimizer computes in float32); keep = 0 is
+ * "keep all". */
+static void test_float32_bounds_and_keep(void **state)
+{
+    (void)state;
+    expect_set_error("optim.lr=4e-324",
+                     "--set optim.lr=4e-324: rounds to 0 as a float32 (what training computes "
+                     "with), must be in (0, 10]; the smallest positive float32 is 1.4e-45");
+    expect_set_error("optim.eps=1e-50",
+                     "--set optim.eps=1e-50: rounds to 0 as a float32 (what training computes "
+                     "with), must be in (0, 1]; the smallest positive float32 is 1.4e-45");
+    expect_set_error("optim.beta1=0.99999999999",
+                     "--set optim.beta1=0.99999999999: rounds to 1 as a float32 (what training "
+                     "computes with), must be in [0, 1)");
+    expect_load_error("[optim]\nmomentum = 0.9999999999\n", MT_EX_CONFIG,
+                      "x.ini:2: [optim] momentum = 0.9999999999: rounds to 1 as a float32 (what "
+                      "training computes with), must be in [0, 1)");
+    Config c;
+    config_defaults(&c);
+    assert_int_equal(config_set(&c, "optim.lr=1e-45", "--set"), 0); /* a float32 denormal */
+    assert_true((float)c.optim_lr > 0);
+    assert_int_equal(config_set(&c, "optim.beta2=0.9999999", "--set"), 0);
+    assert_true((float)c.optim_beta2 < 1);
+    assert_int_equal(config_set(&c, "optim.min_lr=1e-300", "--set"), 0); /* closed at 0 */
+    assert_int_equal(c.ckpt_keep, 3);
+    assert_int_equal(config_set(&c, "checkpoint.keep=0", "--set"), 0);
+    assert_int_equal(c.ckpt_keep, 0);
+    expect_set_error("checkpoint.keep=-1",
+                     "--set checkpoint.keep=-1: out of range, must be in [0, 1000000]");
+}
+
 static void expect_invalid(Config *c, const char *msg)
 {
     err_clear();
@@ -436,7 +467,7 @@ static void test_round_trip(void **state)
     a.optim_nesterov = 1;
     a.optim_beta1 = 0.85;
     a.optim_beta2 = 0.99999;
-    a.optim_eps = 1e-300;
+    a.optim_eps = 1.25e-40; /* a float32 denormal: the smallest values allowed */
     a.optim_weight_decay = 5e-4;
     SETS(a.optim_schedule, "cosine");
     a.optim_warmup_steps = 500;
@@ -564,7 +595,7 @@ int main(void)
         cmocka_unit_test(test_load_missing), cmocka_unit_test(test_load_errors),
         cmocka_unit_test(test_set),       cmocka_unit_test(test_validate),
         cmocka_unit_test(test_round_trip), cmocka_unit_test(test_print_help),
-        cmocka_unit_test(test_job_files),
+        cmocka_unit_test(test_job_files), cmocka_unit_test(test_float32_bounds_and_keep),
     };
     return cmocka_run_group_tests(tests, setup, teardown);
 }

@@ -1,7 +1,9 @@
 /* test_dataset.c — sharded HDF5 datasets: IDX (gzip'd, written here with zlib) and CSV
  * import, round trip of values (exact bits of the normalisation) and labels, info and
- * verify, open/verify/import errors with their codes and texts, the whole-shard cache
- * (on, off, partly) and the per-epoch permutation (pinned values). */
+ * verify, open/verify/import errors with their codes and texts (huge index values, shard
+ * names outside the directory), NaN/inf features refused by verify and by the reader
+ * (cached and not), the whole-shard cache (on, off, partly) and the per-epoch
+ * permutation (pinned values). */
 #include <setjmp.h>
 #include <stdarg.h>
 #include <stddef.h>
@@ -602,7 +604,164 @@ static void test_float_nan_verify(void **state)
     assert_true(H5Dwrite(d, H5T_NATIVE_FLOAT, H5S_ALL, H5S_ALL, H5P_DEFAULT, v) >= 0);
     H5Dclose(d);
     H5Fclose(f);
-    expect_verify_fail(P("ds"), MT_EX_DATAERR, "sample 1 (global sample 1): x[1] is NaN");
+    expect_verify_fail(P("ds"), MT_EX_DATAERR, "row 1 (global sample 1): x[1] is NaN");
+}
+
+/* Overwrite x[row][col] of a float32 shard with v. */
+static void set_x(const char *shard, hsize_t row, hsize_t col, float v)
+{
+    hid_t f = H5Fopen(shard, H5F_ACC_RDWR, H5P_DEFAULT);
+    assert_true(f >= 0);
+    hid_t d = H5Dopen2(f, "x", H5P_DEFAULT), fs = H5Dget_space(d);
+    hsize_t start[2] = {row, col}, one[2] = {1, 1};
+    hid_t ms = H5Screate_simple(2, one, NULL);
+    H5Sselect_hyperslab(fs, H5S_SELECT_SET, start, NULL, one, NULL);
+    assert_true(H5Dwrite(d, H5T_NATIVE_FLOAT, ms, fs, H5P_DEFAULT, &v) >= 0);
+    H5Sclose(ms);
+    H5Sclose(fs);
+    H5Dclose(d);
+    H5Fclose(f);
+}
+
+/* A NaN or inf feature is refused where the reader reads it: the whole shard when it is
+ * cached (on its first touch, any row), the requested rows otherwise; the message names
+ * the dataset, the shard, the row, the global sample and the element.  A shard without
+ * one reads as before. */
+static void test_float_nonfinite_read(void **state)
+{
+    (void)state;
+    char csv[4096];
+    size_t len = 0;
+    for (int i = 0; i < 40; i++)
+        len += (size_t)snprintf(csv + len, sizeof csv - len, "%d,%d.5,%d,-%d\n", i % 3, i, i * 2, i);
+    write_text(P("d.csv"), csv);
+    ImportConf c = {.out_dir = P("ds"), .shards = 2}; /* 20 rows each, 3 features */
+    assert_int_equal(dataset_import_csv(P("d.csv"), &c), 0);
+    const float bad_values[3] = {NAN, INFINITY, -INFINITY};
+    const char *names[3] = {"NaN", "inf", "-inf"};
+    char want[1200];
+    for (int b = 0; b < 3; b++) {
+        set_x(P("ds/shard-00001.h5"), 7, 2, bad_values[b]);
+        snprintf(want, sizeof want, "dataset %s: shard %s row 7 (global sample 27): x[2] is %s",
+                 P("ds"), P("ds/shard-00001.h5"), names[b]);
+        expect_verify_fail(P("ds"), MT_EX_DATAERR, want);
+        for (int cache = 0; cache <= 1; cache++) {
+            Dataset *ds;
+            assert_int_equal(dataset_open(P("ds"), cache, &ds), 0); /* headers are fine */
+            float x[9];
+            int32_t y[3];
+            int64_t good[3] = {3, 19, 26}, bad[3] = {5, 27, 28};
+            err_clear();
+            int rc = dataset_read(ds, good, 3, x, y);
+            if (cache) { /* row 26 is in the cached shard 1: refused as a whole */
+                assert_int_equal(rc, MT_EX_DATAERR);
+                assert_msg_has(want);
+            } else {
+                assert_int_equal(rc, 0);
+                assert_true(x[0] == 3.5f && y[2] == 26 % 3);
+            }
+            err_clear();
+            assert_int_equal(dataset_read(ds, bad, 3, x, y), MT_EX_DATAERR);
+            assert_msg_has(want);
+            int64_t first[2] = {0, 19}; /* shard 0 alone is fine either way */
+            assert_int_equal(dataset_read(ds, first, 2, x, y), 0);
+            dataset_close(ds);
+        }
+    }
+}
+
+/* Replace the "shards" table of DIR/index.h5 by n entries (fixed strings, as import). */
+static void write_shard_table(const char *dir, const char *const *files, const int64_t *counts,
+                              int n)
+{
+    char p[512];
+    snprintf(p, sizeof p, "%s/index.h5", dir);
+    hid_t f = H5Fopen(p, H5F_ACC_RDWR, H5P_DEFAULT);
+    assert_true(f >= 0);
+    assert_true(H5Ldelete(f, "shards", H5P_DEFAULT) >= 0);
+    typedef struct { char file[64]; int64_t count; } Row;
+    Row rows[8];
+    assert_true(n <= 8);
+    memset(rows, 0, sizeof rows);
+    for (int i = 0; i < n; i++) {
+        snprintf(rows[i].file, sizeof rows[i].file, "%s", files[i]);
+        rows[i].count = counts[i];
+    }
+    hid_t st = H5Tcopy(H5T_C_S1);
+    H5Tset_size(st, 64);
+    hid_t t = H5Tcreate(H5T_COMPOUND, sizeof(Row));
+    H5Tinsert(t, "file", offsetof(Row, file), st);
+    H5Tinsert(t, "count", offsetof(Row, count), H5T_NATIVE_INT64);
+    hsize_t dim = (hsize_t)n;
+    hid_t sp = H5Screate_simple(1, &dim, NULL);
+    hid_t d = H5Dcreate2(f, "shards", t, sp, H5P_DEFAULT, H5P_DEFAULT, H5P_DEFAULT);
+    assert_true(d >= 0 && H5Dwrite(d, t, H5S_ALL, H5S_ALL, H5P_DEFAULT, rows) >= 0);
+    H5Dclose(d);
+    H5Sclose(sp);
+    H5Tclose(t);
+    H5Tclose(st);
+    H5Fclose(f);
+}
+
+/* Set integer attribute `name` of DIR/index.h5 (any existing one replaced). */
+static void set_index_attr(const char *dir, const char *name, int64_t v)
+{
+    char p[512];
+    snprintf(p, sizeof p, "%s/index.h5", dir);
+    hid_t f = H5Fopen(p, H5F_ACC_RDWR, H5P_DEFAULT);
+    assert_true(f >= 0);
+    if (H5Aexists(f, name) > 0) H5Adelete(f, name);
+    hid_t sp = H5Screate(H5S_SCALAR);
+    hid_t a = H5Acreate2(f, name, H5T_NATIVE_INT64, sp, H5P_DEFAULT, H5P_DEFAULT);
+    assert_true(a >= 0 && H5Awrite(a, H5T_NATIVE_INT64, &v) >= 0);
+    H5Aclose(a);
+    H5Sclose(sp);
+    H5Fclose(f);
+}
+
+/* index.h5 values beyond int32/int64: the messages say what is allowed (no overflow). */
+static void test_index_huge_values(void **state)
+{
+    (void)state;
+    make_idx(20, 2, 2);
+    assert_int_equal(import_idx(P("ds"), 2, 0), 0);
+    set_index_attr(P("ds"), "num_classes", INT64_C(1) << 40);
+    expect_open_fail(P("ds"), MT_EX_DATAERR, "num_classes = 1099511627776 must be in [1, 2147483647]");
+    set_index_attr(P("ds"), "num_classes", 3);
+    const char *files[3] = {"shard-00000.h5", "shard-00001.h5", "shard-00001.h5"};
+    const int64_t counts[3] = {INT64_C(1) << 62, INT64_C(1) << 62, (INT64_C(1) << 62) - 599};
+    write_shard_table(P("ds"), files, counts, 3);
+    expect_open_fail(P("ds"), MT_EX_DATAERR, "the shard counts sum to more than "
+                     "9223372036854775807 (at shards[1]) but num_samples is 20");
+    expect_verify_fail(P("ds"), MT_EX_DATAERR, "sum to more than 9223372036854775807");
+}
+
+/* Shard names are plain file names in the dataset directory: a path that leads out of
+ * it (.., absolute) or into a subdirectory is refused by open, verify and info. */
+static void test_shard_names_plain(void **state)
+{
+    (void)state;
+    make_idx(20, 2, 2);
+    assert_int_equal(import_idx(P("ds"), 2, 0), 0);
+    const char *bad[4] = {"../elsewhere/shard.h5", "/etc/passwd", "sub/shard-00001.h5", ".."};
+    char want[600];
+    for (int i = 0; i < 4; i++) {
+        const char *files[2] = {"shard-00000.h5", bad[i]};
+        const int64_t counts[2] = {10, 10};
+        write_shard_table(P("ds"), files, counts, 2);
+        snprintf(want, sizeof want, "%s/index.h5: shards[1] names the file '%s': a shard must be "
+                 "a plain file name in the dataset directory", P("ds"), bad[i]);
+        expect_open_fail(P("ds"), MT_EX_DATAERR, want);
+        expect_verify_fail(P("ds"), MT_EX_DATAERR, want);
+        char *out = NULL;
+        size_t len = 0;
+        FILE *f = open_memstream(&out, &len);
+        err_clear();
+        assert_int_equal(dataset_print_info(P("ds"), f), MT_EX_DATAERR);
+        fclose(f);
+        free(out);
+        assert_msg_has(want);
+    }
 }
 
 /* ---------------------------------------------------------------- cache */
@@ -752,6 +911,9 @@ int main(void)
         cmocka_unit_test_setup_teardown(test_wrong_shape, setup, teardown),
         cmocka_unit_test_setup_teardown(test_label_out_of_range, setup, teardown),
         cmocka_unit_test_setup_teardown(test_float_nan_verify, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_float_nonfinite_read, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_index_huge_values, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_shard_names_plain, setup, teardown),
         cmocka_unit_test_setup_teardown(test_cache_modes_identical, setup, teardown),
         cmocka_unit_test_setup_teardown(test_concurrent_reads, setup, teardown),
         cmocka_unit_test_setup_teardown(test_permutation, setup, teardown),
