@@ -135,8 +135,8 @@ grep -q "cannot requeue: 'scontrol-not-in-this-container' not found" "$WORK/nosc
 [ "$(field "$jnosc" Restarts)" = 0 ] || fail "noscontrol: requeued"
 echo "noscontrol: job $jnosc checkpointed, logged that scontrol is missing and exited 75 ($(field "$jnosc" ExitCode))"
 [ "$(state "$jcanc")" = CANCELLED ] && [ "$(field "$jcanc" Restarts)" = 0 ] || fail "cancelled: job $jcanc is $(state "$jcanc"), restarts $(field "$jcanc" Restarts)"
-grep -q "signal received: writing a checkpoint" "$WORK/cancelled.out" || fail "cancelled: the ranks did not checkpoint on the cancel"
-grep -q "not requeueing: SIGTERM reached this script" "$WORK/cancelled.out" || fail "cancelled: the reason for not requeueing is not logged"
+grep -q "the ranks checkpointed and stopped (exit 75)" "$WORK/cancelled.out" || { tail -n 30 "$WORK/cancelled.out"; fail "cancelled: the ranks did not checkpoint and exit 75 on the cancel"; }
+grep -q "not requeueing: SIGTERM reached this script" "$WORK/cancelled.out" || { tail -n 30 "$WORK/cancelled.out"; fail "cancelled: the reason for not requeueing is not logged"; }
 echo "cancelled: job $jcanc checkpointed at step $(latest_step "$WORK/runs/fmnist-small-$jcanc") on scancel and was not requeued"
 
 phase "the sweep: a job array on the cluster (scripts/sweep-run --slurm) and with mpirun here"
@@ -162,5 +162,6 @@ echo "sweep: $(($(wc -l < "$WORK/results/slurm.csv") - 1)) points from the job a
 phase "stopping the cluster"
 pids=$(awk '{print $2}' "$CL/pids")
 bash "$ROOT/tests/slurm/cluster.sh" stop "$CL"
-for p in $pids; do ! kill -0 "$p" 2>/dev/null || fail "daemon $p still running after stop"; done
+running() { local s; s=$(awk '{print $3}' "/proc/$1/stat" 2>/dev/null) && [ -n "$s" ] && [ "$s" != Z ]; }  # a zombie is gone
+for p in $pids; do ! running "$p" || fail "daemon $p ($(cat "/proc/$p/comm" 2>/dev/null)) still running after stop"; done
 phase "ok: Slurm training, requeue, preemption, arrays, launchers and sweeps"
