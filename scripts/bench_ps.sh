@@ -23,7 +23,10 @@ run() { local np=$1 steps=$2 layers=$3; shift 3
     rm -rf "$TMP/run"
     mpirun -np "$np" --bind-to none $BIN train jobs/fmnist-mlp.ini --set train.steps="$steps" \
         --set model.layers="$layers" --set train.threads=1 --set data.test= --set train.log_every=$((steps / 5)) \
-        --set run.progress=off --set run.dir="$TMP/run" "$@" >"$TMP/log" 2>&1 || { tail "$TMP/log" >&2; return 1; }
+        --set run.progress=off --set run.dir="$TMP/run" "$@" >"$TMP/log" 2>&1 || {
+        # a run that fails (e.g. diverges: exit 70) is recorded as nan, with its reason
+        grep -m1 -o "step [0-9]*: .*diverged" "$TMP/log" >&2 || tail -n 3 "$TMP/log" >&2
+        echo "nan 0 0 1 0"; return 0; }
     local sps push srv bal
     sps=$(grep '"kind":"train"' "$TMP/run/metrics.jsonl" | tail -n +2 | sed 's/.*"samples_per_s":\([0-9.e+]*\).*/\1/' | median)
     push=$(grep '"kind":"train"' "$TMP/run/metrics.jsonl" | tail -n 1 | sed -n 's/.*"ps_push_bytes":\([0-9.e+]*\).*/\1/p')
@@ -34,7 +37,7 @@ run() { local np=$1 steps=$2 layers=$3; shift 3
 }
 MLP="dense:512 relu dense:512 relu dense:10"
 BIG="dense:4096 relu dense:4096 relu dense:10"
-echo "# make bench (scripts/bench_ps.sh), $(date -u +%Y-%m-%d), $cpu; $REPS interleaved repetitions, median samples/s" > "$R/ps.csv"
+echo "# scripts/bench_ps.sh, $(date -u +%Y-%m-%d), $cpu; load average at start $(cut -d" " -f1-3 /proc/loadavg); $REPS interleaved repetitions, median samples/s" > "$R/ps.csv"
 echo "model,nparams,mode,servers,workers,ranks,straggler,samples_per_s,reps,push_bytes_per_worker_step,formula_4_nparams_padded,server_bytes_max_step,server_balance_max_over_mean,vs_allreduce" >> "$R/ps.csv"
 declare -A S
 cases=("mlp 700 $MLP|ar|2|" "mlp 700 $MLP|ps1|3|--set parallel.mode=ps --set parallel.zero=0 --set parallel.servers=1"
