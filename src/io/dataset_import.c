@@ -458,13 +458,13 @@ int dataset_import_idx(const char *images, const char *labels, const ImportConf 
     info.num_samples = fi.dims[0];
     info.dtype = DTYPE_UINT8;
     info.ndim = fi.ndim - 1;
-    int64_t size = 1;
-    for (int i = 0; i < info.ndim; i++) {
+    int64_t size = 1; /* stops past INT_MAX: dims < 2^32, so the product cannot overflow */
+    for (int i = 0; i < info.ndim && size <= INT_MAX; i++) {
         info.shape[i] = (int)fi.dims[i + 1];
         size *= fi.dims[i + 1];
     }
     if (size > INT_MAX) {
-        rc = err_set(MT_EX_DATAERR, "%s: samples of %lld values are too large", images,
+        rc = err_set(MT_EX_DATAERR, "%s: samples of %lld or more values are too large", images,
                      (long long)size);
         goto out;
     }
