@@ -317,6 +317,9 @@ static int check_conf(const ImportConf *c)
 static int resolve_classes(const ImportConf *c, DatasetInfo *info, int32_t max_label,
                            int from_classes)
 {
+    if (!c->num_classes && !from_classes && max_label == INT32_MAX)
+        return err_set(MT_EX_DATAERR, "data import: label %d is too large: the number of "
+                       "classes (max label + 1) must be at most %d", max_label, INT32_MAX);
     info->num_classes = c->num_classes ? c->num_classes
                                        : from_classes ? from_classes : max_label + 1;
     if (c->shards > info->num_samples)
