@@ -571,11 +571,14 @@ static int ensure_open(Dataset *ds, int s)
 static int try_cache(Dataset *ds, int s)
 {
     Shard *sh = &ds->sh[s];
-    size_t bytes = (size_t)sh->e.count * (ds->row_bytes + sizeof(int32_t));
-    if (ds->cache_used + bytes > ds->cache_budget || sh->e.count == 0) {
+    size_t per_row = ds->row_bytes + sizeof(int32_t);
+    /* count * per_row may overflow size_t for a count index.h5 merely claims: compare
+     * the count with the rows that fit instead */
+    if (sh->e.count == 0 || (uint64_t)sh->e.count > (ds->cache_budget - ds->cache_used) / per_row) {
         sh->cache = CACHE_NO;
         return 0;
     }
+    size_t bytes = (size_t)sh->e.count * per_row;
     int rc = ensure_open(ds, s);
     if (rc) return rc;
     void *x = xmalloc((size_t)sh->e.count * ds->row_bytes);
