@@ -180,6 +180,11 @@ static int read_shard_table(hid_t fid, const char *path, int64_t *n_out,
         rc = err_set(MT_EX_DATAERR, "%s: dataset 'shards' lists no shard", path);
         goto out;
     }
+    if (n > DATASET_SHARDS_MAX) { /* before allocating n entries for a count it claims */
+        rc = err_set(MT_EX_DATAERR, "%s: dataset 'shards' lists %lld shards; at most %d are "
+                     "allowed", path, (long long)n, DATASET_SHARDS_MAX);
+        goto out;
+    }
     int vlen = H5Tis_variable_str(fmem) > 0;
     st = H5Tcopy(H5T_C_S1);
     H5Tset_cset(st, H5Tget_cset(fmem));

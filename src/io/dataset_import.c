@@ -305,8 +305,9 @@ static int check_conf(const ImportConf *c)
 {
     if (!c->out_dir || !c->out_dir[0])
         return err_set(MT_EX_USAGE, "data import: no output directory given (--out DIR)");
-    if (c->shards < 1)
-        return err_set(MT_EX_USAGE, "data import: --shards %d must be at least 1", c->shards);
+    if (c->shards < 1 || c->shards > DATASET_SHARDS_MAX)
+        return err_set(MT_EX_USAGE, "data import: --shards %d must be in [1, %d]", c->shards,
+                       DATASET_SHARDS_MAX);
     if (c->num_classes < 0)
         return err_set(MT_EX_USAGE, "data import: --classes %d must be positive (or 0 = max "
                        "label + 1)", c->num_classes);
