@@ -280,6 +280,10 @@ static void unknown_key_msg(const char *section, const char *key, char *buf, siz
     }
     char keys[512], sugg[128];
     list_keys(section, keys, sizeof keys);
+    if (best < 0) { /* longer than edit_distance compares: no key is near */
+        snprintf(buf, n, "unknown key ([%s] keys: %s)", section, keys);
+        return;
+    }
     if (strcmp(config_keys[best].section, section) == 0) snprintf(sugg, sizeof sugg, "'%s'", config_keys[best].key);
     else snprintf(sugg, sizeof sugg, "[%s] %s", config_keys[best].section, config_keys[best].key);
     snprintf(buf, n, "unknown key; did you mean %s? ([%s] keys: %s)", sugg, section, keys);

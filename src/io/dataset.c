@@ -182,6 +182,11 @@ static int read_shard_table(hid_t fid, const char *path, int64_t *n_out,
         rc = err_set(MT_EX_DATAERR, "%s: dataset 'shards' lists no shard", path);
         goto out;
     }
+    if (n > DATASET_SHARDS_MAX) { /* before allocating n entries for a count it claims */
+        rc = err_set(MT_EX_DATAERR, "%s: dataset 'shards' lists %lld shards; at most %d are "
+                     "allowed", path, (long long)n, DATASET_SHARDS_MAX);
+        goto out;
+    }
     int vlen = H5Tis_variable_str(fmem) > 0;
     st = H5Tcopy(H5T_C_S1);
     H5Tset_cset(st, H5Tget_cset(fmem));
@@ -586,11 +591,14 @@ static int rows_finite(const Dataset *ds, int s, int64_t lo, const void *x, int6
 static int try_cache(Dataset *ds, int s)
 {
     Shard *sh = &ds->sh[s];
-    size_t bytes = (size_t)sh->e.count * (ds->row_bytes + sizeof(int32_t));
-    if (ds->cache_used + bytes > ds->cache_budget || sh->e.count == 0) {
+    size_t per_row = ds->row_bytes + sizeof(int32_t);
+    /* count * per_row may overflow size_t for a count index.h5 merely claims: compare
+     * the count with the rows that fit instead */
+    if (sh->e.count == 0 || (uint64_t)sh->e.count > (ds->cache_budget - ds->cache_used) / per_row) {
         sh->cache = CACHE_NO;
         return 0;
     }
+    size_t bytes = (size_t)sh->e.count * per_row;
     int rc = ensure_open(ds, s);
     if (rc) return rc;
     void *x = xmalloc((size_t)sh->e.count * ds->row_bytes);

@@ -19,6 +19,8 @@
 #define DATASET_INDEX "index.h5"
 #define DATASET_NAME_MAX 256   /* longest shard file name read from "shards" */
 #define DATASET_FILE_LEN 64    /* fixed string length of "file" as import writes it */
+#define DATASET_SHARDS_MAX (1 << 20) /* most shards a dataset may list (the table is read
+                                      * whole: at most ~280 MB for this many entries) */
 
 typedef struct {
     char file[DATASET_NAME_MAX]; /* a plain file name in the dataset directory */

@@ -305,8 +305,9 @@ static int check_conf(const ImportConf *c)
 {
     if (!c->out_dir || !c->out_dir[0])
         return err_set(MT_EX_USAGE, "data import: no output directory given (--out DIR)");
-    if (c->shards < 1)
-        return err_set(MT_EX_USAGE, "data import: --shards %d must be at least 1", c->shards);
+    if (c->shards < 1 || c->shards > DATASET_SHARDS_MAX)
+        return err_set(MT_EX_USAGE, "data import: --shards %d must be in [1, %d]", c->shards,
+                       DATASET_SHARDS_MAX);
     if (c->num_classes < 0)
         return err_set(MT_EX_USAGE, "data import: --classes %d must be positive (or 0 = max "
                        "label + 1)", c->num_classes);
@@ -317,6 +318,9 @@ static int check_conf(const ImportConf *c)
 static int resolve_classes(const ImportConf *c, DatasetInfo *info, int32_t max_label,
                            int from_classes)
 {
+    if (!c->num_classes && !from_classes && max_label == INT32_MAX)
+        return err_set(MT_EX_DATAERR, "data import: label %d is too large: the number of "
+                       "classes (max label + 1) must be at most %d", max_label, INT32_MAX);
     info->num_classes = c->num_classes ? c->num_classes
                                        : from_classes ? from_classes : max_label + 1;
     if (c->shards > info->num_samples)
@@ -391,29 +395,42 @@ static int idx_open(const char *path, const char *what, Idx *f)
     return 0;
 }
 
-/* Read exactly n bytes of the payload (rows of row bytes) and check nothing follows. */
-static int idx_read_all(Idx *f, const char *path, uint8_t *buf, int64_t rows, size_t row)
+/* Read exactly rows * row bytes of the payload into *out (malloc'd, the caller frees it;
+ * NULL on error) and check nothing follows.  The buffer grows with the data read, so a
+ * header that claims more than the file holds costs no more memory than the file. */
+static int idx_read_all(Idx *f, const char *path, uint8_t **out, int64_t rows, size_t row)
 {
-    size_t total = (size_t)rows * row, got = 0;
-    while (got < total) {
-        unsigned want = (unsigned)MT_MIN(total - got, (size_t)1 << 30);
+    size_t total = (size_t)rows * row, got = 0, cap = 0;
+    uint8_t *buf = NULL;
+    int rc = 0;
+    *out = NULL;
+    while (got < total && !rc) {
+        if (got == cap) {
+            cap = MT_MIN(total, MT_MAX(2 * cap, (size_t)1 << 20));
+            uint8_t *nb = realloc(buf, cap);
+            if (!nb) fatal(MT_EX_OSERR, "out of memory reading %s (%zu bytes)", path, cap);
+            buf = nb;
+        }
+        unsigned want = (unsigned)MT_MIN(cap - got, (size_t)1 << 30);
         int r = gzread(f->g, buf + got, want);
         if (r < 0) {
             int zerr;
             const char *m = gzerror(f->g, &zerr);
-            return err_set(MT_EX_DATAERR, "%s: read error after %zu bytes: %s", path, got, m);
+            rc = err_set(MT_EX_DATAERR, "%s: read error after %zu bytes: %s", path, got, m);
+        } else if (r == 0) {
+            rc = err_set(MT_EX_DATAERR, "%s: file ends after %lld of the %lld samples its "
+                         "header announces (truncated file?)", path, (long long)(got / row),
+                         (long long)rows);
         }
-        if (r == 0)
-            return err_set(MT_EX_DATAERR, "%s: file ends after %lld of the %lld samples its "
-                           "header announces (truncated file?)", path, (long long)(got / row),
-                           (long long)rows);
-        got += (size_t)r;
+        got += r > 0 ? (size_t)r : 0;
     }
     unsigned char extra;
-    if (gzread(f->g, &extra, 1) == 1)
-        return err_set(MT_EX_DATAERR, "%s: holds more data than its header's dimensions say "
-                       "(%lld samples of %zu bytes): bad IDX dims", path, (long long)rows, row);
-    return 0;
+    if (!rc && gzread(f->g, &extra, 1) == 1)
+        rc = err_set(MT_EX_DATAERR, "%s: holds more data than its header's dimensions say "
+                     "(%lld samples of %zu bytes): bad IDX dims", path, (long long)rows, row);
+    if (rc) free(buf);
+    else *out = buf;
+    return rc;
 }
 
 int dataset_import_idx(const char *images, const char *labels, const ImportConf *c)
@@ -445,22 +462,20 @@ int dataset_import_idx(const char *images, const char *labels, const ImportConf 
     info.num_samples = fi.dims[0];
     info.dtype = DTYPE_UINT8;
     info.ndim = fi.ndim - 1;
-    int64_t size = 1;
-    for (int i = 0; i < info.ndim; i++) {
+    int64_t size = 1; /* stops past INT_MAX: dims < 2^32, so the product cannot overflow */
+    for (int i = 0; i < info.ndim && size <= INT_MAX; i++) {
         info.shape[i] = (int)fi.dims[i + 1];
         size *= fi.dims[i + 1];
     }
     if (size > INT_MAX) {
-        rc = err_set(MT_EX_DATAERR, "%s: samples of %lld values are too large", images,
+        rc = err_set(MT_EX_DATAERR, "%s: samples of %lld or more values are too large", images,
                      (long long)size);
         goto out;
     }
     info.sample_size = (int)size;
-    x = xmalloc((size_t)info.num_samples * (size_t)size);
-    yb = xmalloc((size_t)info.num_samples);
-    y = xmalloc((size_t)info.num_samples * sizeof(int32_t));
-    if ((rc = idx_read_all(&fl, labels, yb, info.num_samples, 1))) goto out;
-    if ((rc = idx_read_all(&fi, images, x, info.num_samples, (size_t)size))) goto out;
+    if ((rc = idx_read_all(&fl, labels, &yb, info.num_samples, 1))) goto out;
+    y = xmalloc((size_t)info.num_samples * sizeof(int32_t)); /* 4x the labels read */
+    if ((rc = idx_read_all(&fi, images, &x, info.num_samples, (size_t)size))) goto out;
     int32_t maxl = 0;
     for (int64_t i = 0; i < info.num_samples; i++) maxl = MT_MAX(maxl, (int32_t)(y[i] = yb[i]));
     if (c->stats_from && (rc = load_stats_from(c, &info, &from))) goto out;
