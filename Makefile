@@ -5,7 +5,9 @@
 #   make bench      benchmarks -> results/
 #   make docs       regenerate docs/config.md from the config table (build/mpitrain)
 #   make install PREFIX=/usr/local
-#   SAN=address     sanitizer build (used by `make test-san`)
+#   make test-san   unit, MPI and end-to-end tests built with ASan+UBSan (build-san/)
+#   make fuzz       libFuzzer harnesses (tests/fuzz, clang) for FUZZ_SECONDS each (build-fuzz/)
+#   SAN=address,undefined   sanitizer build into build-san/ (used by `make test-san`)
 SHELL := /bin/bash
 PREFIX ?= /usr/local
 BUILD  ?= build
@@ -46,12 +48,26 @@ BENCH_LDLIBS := $(shell $(PKG_CONFIG) --libs $(BENCH_PKGS) 2>/dev/null)
 TEST_CFLAGS := $(shell $(PKG_CONFIG) --cflags $(TEST_PKGS) 2>/dev/null)
 TEST_LDLIBS := $(shell $(PKG_CONFIG) --libs $(TEST_PKGS) 2>/dev/null)
 ifdef SAN
-CFLAGS  += -fsanitize=$(SAN) -fno-omit-frame-pointer
+CFLAGS  += -fsanitize=$(SAN) -fno-sanitize-recover=all -fno-omit-frame-pointer
 LDFLAGS += -fsanitize=$(SAN)
-BUILD   := build-$(SAN)
+BUILD   := build-san
+endif
+# FUZZ=1: the library and tests/fuzz compiled by clang with libFuzzer's coverage
+# instrumentation, ASan and UBSan, into build-fuzz/ (only the harnesses are linked there)
+FUZZ_CC ?= $(or $(shell command -v clang 2>/dev/null),$(shell command -v clang-14 2>/dev/null),clang)
+FUZZ_SECONDS ?= 60
+ifdef FUZZ
+CC      := $(FUZZ_CC)
+CFLAGS  := $(filter-out -O2,$(CFLAGS)) -O1
+CFLAGS  += -fsanitize=fuzzer-no-link,address,undefined -fno-sanitize-recover=undefined \
+           -fno-omit-frame-pointer
+BUILD   := build-fuzz
 endif
 
 LIB_SRC  := $(sort $(wildcard src/core/*.c src/parallel/*.c src/io/*.c src/train/*.c))
+ifdef FUZZ
+LIB_SRC  := $(sort $(wildcard src/core/*.c src/io/*.c)) # what the harnesses call (no MPI)
+endif
 LIB_OBJ  := $(LIB_SRC:%.c=$(BUILD)/%.o)
 LIB      := $(BUILD)/libmpitrain.a
 # the product: the command line (src/main.c, src/cli) over the library
@@ -69,8 +85,12 @@ MPI_SRC  := $(sort $(wildcard tests/mpi/test_*.c))
 MPI_BIN  := $(MPI_SRC:%.c=$(BUILD)/%)
 TESTLIB_SRC := $(sort $(wildcard tests/common/*.c))
 TESTLIB_OBJ := $(TESTLIB_SRC:%.c=$(BUILD)/%.o)
+# the fuzz harnesses: tests/fuzz/fuzz_NAME.c -> build-fuzz/tests/fuzz/fuzz_NAME
+FUZZ_NAMES := $(filter-out util,$(patsubst tests/fuzz/fuzz_%.c,%,$(sort $(wildcard tests/fuzz/fuzz_*.c))))
+FUZZ_BIN := $(FUZZ_NAMES:%=$(BUILD)/tests/fuzz/fuzz_%)
 
-.PHONY: all deps test test-unit test-mpi test-e2e test-san train bench install clean tests docs
+.PHONY: all deps test test-unit test-mpi test-e2e test-san train bench install clean tests docs \
+        fuzz fuzz-build fuzz-seeds
 all: $(BIN) $(BENCH_BIN)
 
 deps:
@@ -108,6 +128,13 @@ $(BUILD)/tests/unit/%: $(BUILD)/tests/unit/%.o $(TESTLIB_OBJ) $(CLI_LIB) $(LIB)
 $(BUILD)/tests/mpi/%: $(BUILD)/tests/mpi/%.o $(TESTLIB_OBJ) $(CLI_LIB) $(LIB)
 	$(CC) $(LDFLAGS) -o $@ $^ $(TEST_LDLIBS) $(LDLIBS)
 
+$(BUILD)/tests/fuzz/fuzz_%: $(BUILD)/tests/fuzz/fuzz_%.o $(BUILD)/tests/fuzz/fuzz_util.o $(LIB)
+	$(CC) $(LDFLAGS) -fsanitize=fuzzer,address,undefined -o $@ $^ $(LDLIBS)
+
+$(BUILD)/tests/fuzz/gen_seeds: $(BUILD)/tests/fuzz/gen_seeds.o $(LIB)
+	$(CC) $(LDFLAGS) -o $@ $^ $(LDLIBS)
+.SECONDARY: $(FUZZ_BIN:%=%.o) $(BUILD)/tests/fuzz/fuzz_util.o $(BUILD)/tests/fuzz/gen_seeds.o
+
 tests: $(BIN) $(BENCH_BIN) $(UNIT_BIN) $(MPI_BIN)
 
 # The README's test command.  Runs everything; the last line is "N passed, N failed".
@@ -121,9 +148,30 @@ test-mpi: tests
 	@BUILD=$(BUILD) PYTHON=$(PYTHON) bash tests/run.sh mpi
 test-e2e: tests
 	@BUILD=$(BUILD) PYTHON=$(PYTHON) bash tests/run.sh e2e
+# Every suite under AddressSanitizer + UndefinedBehaviorSanitizer (gcc, build-san/; not
+# part of `make test`: it takes much longer; SUITES="unit mpi" picks some).  Any report
+# fails the test: UBSan does not recover, leaks are detected in every process (Open MPI's
+# and HDF5's own are suppressed by tests/san/lsan.supp, whose stacks need the slow
+# unwinder).
+SAN_ENV := ASAN_OPTIONS=detect_leaks=1:fast_unwind_on_malloc=0:abort_on_error=0 \
+           LSAN_OPTIONS=suppressions=$(CURDIR)/tests/san/lsan.supp:print_suppressions=0 \
+           UBSAN_OPTIONS=print_stacktrace=1:halt_on_error=1
 test-san:
-	@$(MAKE) --no-print-directory SAN=address tests
-	@BUILD=build-address PYTHON=$(PYTHON) ASAN_OPTIONS=detect_leaks=0 bash tests/run.sh unit
+	@$(MAKE) --no-print-directory SAN=address,undefined tests
+	@BUILD=build-san PYTHON=$(PYTHON) $(SAN_ENV) bash tests/run.sh $(SUITES)
+
+# Fuzzing (docs/fuzzing.md): build the harnesses with clang into build-fuzz/, then
+# run each for FUZZ_SECONDS (FUZZ_TARGETS="config ckpt" picks some) from its corpus.
+# tests/e2e/test_fuzz_smoke.sh (in `make test`) is the short version.
+fuzz-build: $(FUZZ_BIN)
+fuzz:
+	@command -v $(FUZZ_CC) >/dev/null || { echo "make fuzz: $(FUZZ_CC) not found; install clang-14 and libclang-rt-14-dev (make deps)" >&2; exit 1; }
+	@$(MAKE) --no-print-directory FUZZ=1 fuzz-build
+	@FUZZ_SECONDS=$(FUZZ_SECONDS) bash tests/fuzz/run.sh $(FUZZ_TARGETS)
+# Regenerate the seed corpora with the project's writers and h5py (tests/fuzz/gen_seeds.c)
+fuzz-seeds: $(BUILD)/tests/fuzz/gen_seeds
+	$(BUILD)/tests/fuzz/gen_seeds tests/fuzz
+	$(PYTHON) tests/fuzz/gen_seeds_h5py.py tests/fuzz
 
 # The README's run command: the default job on Fashion-MNIST.
 train: deps

@@ -12,6 +12,7 @@ PKGS=(
   libopenmpi-dev openmpi-bin
   libhdf5-openmpi-dev hdf5-tools
   libopenblas-dev libcmocka-dev libinih-dev libxxhash-dev zlib1g-dev
+  clang-14 libclang-rt-14-dev   # libFuzzer harnesses: make fuzz, tests/e2e/test_fuzz_smoke.sh
   dataset-fashion-mnist
   procps python3 python3-h5py python3-numpy python3-torch
   slurmctld slurmd slurm-client munge gnuplot-nox
