@@ -27,6 +27,9 @@ fi
 note "building the harnesses (build-fuzz/)"
 make -j"$(nproc)" --no-print-directory FUZZ=1 FUZZ_CC="$CLANG" fuzz-build >"$WORK/build.log" 2>&1 ||
     { tail -n 30 "$WORK/build.log" >&2; fail "make FUZZ=1 fuzz-build failed"; }
+# the checkpoint and dataset readers in-process (not the bounded child process of
+# io/h5_guard.c): the fuzzer must see what HDF5 and our code do with the bytes
+export MPITRAIN_HDF5_TIMEOUT=0
 export ASAN_OPTIONS=detect_leaks=1:fast_unwind_on_malloc=0:allocator_may_return_null=1
 export LSAN_OPTIONS="suppressions=$ROOT/tests/san/lsan.supp:print_suppressions=0"
 OPTS=(-timeout=10 -rss_limit_mb=2048 -max_len=65536)
