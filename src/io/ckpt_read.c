@@ -148,19 +148,32 @@ void ckpt_close_file(CkptIn *in)
 /* -------------------- reading and hashing one dataset in pieces (lock taken per piece) */
 
 /* Read float dataset `d` described by di into dst (di->count floats) or, when dst is
- * NULL, piecewise into scratch (CKPT_PIECE_BYTES) only to hash it.  *h = its xxh3_64.
- * Returns 0 or -1 with why. */
+ * NULL, piecewise into scratch (CKPT_PIECE_BYTES) only to hash it; a row larger than
+ * scratch is read into a buffer of one row, allocated once the file is seen to hold the
+ * array's bytes.  *h = its xxh3_64.  Returns 0 or -1 with why. */
 static int read_hash_f32(const CkptIn *in, hid_t d, const DsInfo *di, float *dst,
                          float *scratch, uint64_t *h, char *why, size_t nwhy)
 {
-    XXH3_state_t *st = ckpt_hash_new();
-    int rc = 0;
     uint64_t rows = di->ndim > 0 ? di->dims[0] : 1;
     uint64_t row = rows ? di->count / rows : 0;
     uint64_t per = row ? MT_MAX((uint64_t)1, CKPT_PIECE_BYTES / 4 / row) : 1;
+    float *big = NULL;
+    if (!dst && row > CKPT_PIECE_BYTES / 4) {
+        ckpt_rlock(in);
+        hsize_t stored = H5Dget_storage_size(d);
+        ckpt_runlock();
+        if (stored < di->count * 4) {
+            snprintf(why, nwhy, "%llu of its %llu bytes are stored", (unsigned long long)stored,
+                     (unsigned long long)(di->count * 4));
+            return -1;
+        }
+        big = xmalloc(row * 4);
+    }
+    XXH3_state_t *st = ckpt_hash_new();
+    int rc = 0;
     for (uint64_t r0 = 0; r0 < rows && row; r0 += per) {
         uint64_t nr = MT_MIN(per, rows - r0);
-        float *buf = dst ? dst + r0 * row : scratch;
+        float *buf = dst ? dst + r0 * row : big ? big : scratch;
         ckpt_rlock(in);
         herr_t e;
         if (di->ndim == 0 || (r0 == 0 && nr == rows)) {
@@ -182,6 +195,7 @@ static int read_hash_f32(const CkptIn *in, hid_t d, const DsInfo *di, float *dst
     }
     *h = XXH3_64bits_digest(st);
     XXH3_freeState(st);
+    free(big);
     return rc;
 }
 

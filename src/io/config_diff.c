@@ -28,7 +28,7 @@ int config_diff(const char *saved, const char *now, char *bad, size_t nbad)
         char key[128];
         snprintf(key, sizeof key, "\n%.*s = ", (int)(eq - line), line);
         const char *k = strstr(s, key);
-        const char *nextsec = strstr(s + 1, "\n[");
+        const char *nextsec = *s ? strstr(s + 1, "\n[") : NULL; /* s + 1: past an empty saved */
         if (!k || (nextsec && k > nextsec)) continue;
         k += strlen(key);
         const char *ke = strchr(k, '\n');

@@ -5,7 +5,9 @@
  *   - a failed load leaves the Config as it was and records a message;
  *   - a loaded config writes (config_to_string) a text that loads again to the same
  *     config (round trip);
- *   - config_diff of that text against the input, both ways, does not crash.
+ *   - config_diff of that text against the input, both ways, does not crash; nor does
+ *     config_diff of the input against what follows its first NUL byte, if any (two
+ *     arbitrary texts: a checkpoint's saved config is one).
  * Seed corpus: tests/fuzz/config/ (the job files of jobs/ and small hand-written ones). */
 #include <stdint.h>
 #include <stdlib.h>
@@ -46,6 +48,18 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
         config_diff(out, text, bad, sizeof bad);
         config_diff(text, out, bad, sizeof bad);
         free(out);
+    }
+
+    const char *nul = memchr(data, 0, size);
+    if (nul) {
+        size_t n2 = size - (size_t)(nul + 1 - (const char *)data);
+        char *other = malloc(n2 + 1);
+        memcpy(other, nul + 1, n2);
+        other[n2] = 0;
+        char bad[512];
+        config_diff(text, other, bad, sizeof bad);
+        config_diff(other, text, bad, sizeof bad);
+        free(other);
     }
 
     /* every line as a --set override of the defaults */
