@@ -39,9 +39,14 @@ export MPITRAIN
 SB=$ROOT/slurm/train.sbatch
 JOBF=$ROOT/jobs/fmnist-small.ini
 DATA=(--set "data.train=$FMNIST/train" --set "data.test=$FMNIST/test")
+# Every job in the cluster sleeps 25 ms in each step of rank 0 (run.slow, which does not
+# change the bits): at least 7.5 s for its 300 steps, so that a signal or a preemption
+# sent after its checkpoint at step 30 reaches it before it ends, also on a fast machine
+# (CI's finished the job before the high-priority job had preempted it).
+SLOW=(--set run.slow=0:25)
 # submit NAME [SBATCH ARGS...]: train.sbatch on the small job from $WORK; prints the job id
 submit() { local name=$1; shift
-    (cd "$WORK" && sbatch --parsable --job-name="$name" --output="$WORK/$name.out" "$@" "$SB" "$JOBF" "${DATA[@]}")
+    (cd "$WORK" && sbatch --parsable --job-name="$name" --output="$WORK/$name.out" "$@" "$SB" "$JOBF" "${DATA[@]}" "${SLOW[@]}")
 }
 state() { scontrol show job "$1" 2>/dev/null | sed -n 's/.*JobState=\([A-Z_]*\).*/\1/p' | head -n 1; }
 field() { scontrol show job "$1" | tr ' ' '\n' | sed -n "s/^$2=//p" | head -n 1; }
@@ -104,7 +109,7 @@ jpre=$(submit preempted)
 wait_step "$WORK/runs/fmnist-small-$jpre" "$jpre" 30
 jhigh=$(cd "$WORK" && sbatch --parsable --partition=high --nodes=1 --output="$WORK/high.out" --wrap "echo high-priority job ran on \$SLURM_JOB_NODELIST")
 wait_end "$jpre" 180
-[ "$(state "$jhigh")" = COMPLETED ] || fail "the high-priority job $jhigh is $(state "$jhigh")"
+[ "$(state "$jhigh")" = COMPLETED ] || { scontrol show job "$jhigh" >&2; scontrol show job "$jpre" >&2; tail -n 20 "$WORK/preempted.out" >&2; fail "the high-priority job $jhigh is $(state "$jhigh")"; }
 grep -q "received SIGUSR1" "$WORK/preempted.out" || fail "preempted: no SIGUSR1 at the preemption (preempt_send_user_signal)"
 check_run preempted "$jpre" "$WORK/runs/fmnist-small-$jpre" 1
 
