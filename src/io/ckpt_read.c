@@ -264,7 +264,14 @@ int ckpt_verify_open(const CkptIn *in, FILE *report, CkptMeta *meta_out)
                 (unsigned long long)meta.step, (unsigned long long)meta.epoch, meta.model,
                 dl.n);
     Bad bad = {0};
-    float *scratch = xaligned(CKPT_PIECE_BYTES);
+    /* scratch: the largest piece read_hash_f32 will read, at most CKPT_PIECE_BYTES (a small
+     * checkpoint needs a few KB, not 8 MB to allocate and fault in for every verify) */
+    size_t need = 64;
+    for (int i = 0; i < dl.n; i++) {
+        uint64_t c = dl.v[i].count;
+        need = MT_MAX(need, c > CKPT_PIECE_BYTES / 4 ? (size_t)CKPT_PIECE_BYTES : (size_t)c * 4);
+    }
+    float *scratch = xmalloc(need);
     int nmodel = 0, have_config = 0;
     for (int i = 0; i < dl.n; i++) {
         const DsInfo *di = &dl.v[i];

@@ -54,6 +54,10 @@ const char *fuzz_dir(void)
     if (!mkdtemp(g_dir)) die("cannot create the scratch directory");
     atexit(remove_dir);
     H5Eset_auto2(H5E_DEFAULT, NULL, NULL);
+    /* HDF5 keeps the blocks it frees for reuse, without its size limits: otherwise every
+     * file open maps fresh pages for its ~1 MB of buffers (ASan returns large blocks to
+     * the system at once), and faulting them in was most of an input's time */
+    H5set_free_list_limits(-1, -1, -1, -1, -1, -1);
     set_abort_hook(abort_hook);
     log_set_rank(1, 2); /* log_info prints on rank 0 only: progress lines stay quiet */
     return g_dir;
