@@ -9,8 +9,8 @@
 #     -> triage-TAG.txt;
 #  4. for the HDF5 readers (ckpt, dataset), findings failing inside HDF5 replayed through
 #     the real program with its bounded reads (tests/fuzz/guarded.sh) -> guarded-TAG.txt:
-#     every crash-class finding, and at most GUARD_PER_CLASS (default 20) of each class of
-#     kind and HDF5 function (the hangs of one class take the bound each and behave alike).
+#     at most GUARD_PER_CLASS (default 20) of each class of kind and HDF5 function (those
+#     of one class fail alike, and a hang takes the bound in each command).
 # Prints one line and appends it to results/fuzz.csv with the date and the CPU.
 # Exit 1 when a finding is ours, a guarded replay is bad, or the corpus leaks.
 set -u

@@ -63,7 +63,7 @@ for n in "${names[@]}"; do
     seeds=("$picked" "$reg")
     rm -rf "$art" && mkdir -p "$art"   # a campaign's findings are its own
     MPITRAIN_HDF5_TIMEOUT=0 \
-    ASAN_OPTIONS=${FUZZ_ASAN_OPTIONS:-detect_leaks=0:allocator_may_return_null=1} \
+    ASAN_OPTIONS=${FUZZ_ASAN_OPTIONS:-detect_leaks=0:allocator_may_return_null=1:symbolize=0} \
         "$bin" -fork=1 -ignore_crashes=1 -ignore_timeouts=1 -ignore_ooms=1 \
         -max_total_time="$SECS" -timeout="${FUZZ_TIMEOUT:-2}" -rss_limit_mb=2048 \
         -max_len="${FUZZ_MAX_LEN:-65536}" -artifact_prefix="$art/" \
