@@ -78,6 +78,9 @@ typedef struct {
     int hold;                /* 1: the slabs must not change during the backward (an async
                                 checkpoint snapshot is copied from them until the trainer's
                                 fence): no update fused into the executor */
+    /* update calls after scale(update_arg, f, g) use the step's learning rate times f and
+     * the gradient times g (an async parameter server applies one worker's push) */
+    void (*scale)(void *update_arg, float lr_factor, float grad_factor);
 } StrategyStep;
 
 /* What the executor calls during the backward (core/exec.h's ExecReadyFn, ExecPollFn
@@ -157,6 +160,11 @@ typedef struct StrategyOps {
     void (*gather_params)(Strategy *s, float *params);
     /* The last step's figures of this rank (NULL: none beyond exposed_s/comm_s). */
     void (*stats)(const Strategy *s, StrategyStats *out);
+    /* 1 (or NULL): every step moves all ranks together, so the trainer agrees on every
+     * step (its data, signals, loss and finite checks).  0: ranks may be at different
+     * steps (a stale parameter-server mode): the trainer agrees only at its boundaries
+     * (log, eval, checkpoint and last steps), docs/design.md §6. */
+    int (*lockstep)(const Strategy *s);
 } StrategyOps;
 
 /* Implementations embed this first in their handle. */
@@ -213,6 +221,10 @@ static inline int strategy_stats(const Strategy *s, StrategyStats *out)
     if (!s->ops->stats) return 0;
     s->ops->stats(s, out);
     return 1;
+}
+static inline int strategy_lockstep(const Strategy *s)
+{
+    return !s->ops->lockstep || s->ops->lockstep(s);
 }
 static inline void strategy_gather_params(Strategy *s, float *params)
 {

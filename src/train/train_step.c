@@ -19,17 +19,32 @@ static void run_on_exec(void *exec, size_t n, StrategyRangeFn fn, void *arg)
     exec_parallel_range(exec, n, fn, arg);
 }
 
+/* The step's optimizer and its learning rate (StrategyStep.scale) */
+typedef struct {
+    OptStep os; /* first: update_arg points to it */
+    float lr;
+} StepOpt;
+
+static void scale_step(void *arg, float lr_factor, float grad_factor)
+{
+    StepOpt *o = arg;
+    o->os.lr = o->lr * lr_factor;
+    o->os.grad_scale = grad_factor;
+}
+
 int train_step(Trainer *t, uint64_t step, Batch *b, double *loss_out, double *norm_out)
 {
     const Config *c = &t->cfg;
     double t0 = now_s();
     if (b) trace_event(t->trace, "data", t0 - b->wait_s, t0, step);
 
-    OptStep os;
-    optstep_begin(&os, t->dev, &t->oc, sched_lr(&t->sc, step, t->total_steps), step + 1,
-                  t->params, t->grads, t->states, t->nstates);
-    StrategyStep ss = {.step = step, .update = optstep_update, .update_arg = &os,
-                       .global = c->optim_clip_norm > 0, .hold = t->ckpt_fence};
+    StepOpt so = {.lr = sched_lr(&t->sc, step, t->total_steps)};
+    OptStep *os = &so.os;
+    optstep_begin(os, t->dev, &t->oc, so.lr, step + 1, t->params, t->grads, t->states,
+                  t->nstates);
+    StrategyStep ss = {.step = step, .update = optstep_update, .update_arg = os,
+                       .global = c->optim_clip_norm > 0, .hold = t->ckpt_fence,
+                       .scale = scale_step};
     StrategyHooks h;
     strategy_step_begin(t->strategy, &ss, t->params, t->grads, &h);
 
@@ -58,13 +73,13 @@ int train_step(Trainer *t, uint64_t step, Batch *b, double *loss_out, double *no
     double norm = NAN;
     if (ss.global) {
         strategy_clip_partials(t->strategy, t->grads, t->clip_partial);
-        optstep_clip(&os, t->clip_partial, clip_nblocks(t->model.nparams),
+        optstep_clip(os, t->clip_partial, clip_nblocks(t->model.nparams),
                      (float)c->optim_clip_norm, &norm);
     }
     strategy_update(t->strategy, run_on_exec, t->exec);
     /* the loss (canonical tree) and every rank's finite check of its update, agreed */
     double loss;
-    int st = train_report_outcome(t, step, &os, &loss);
+    int st = train_report_outcome(t, step, os, &loss);
     if (st) return st;
     t->step = step + 1;
     double t1 = now_s();
