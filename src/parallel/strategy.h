@@ -94,6 +94,10 @@ typedef struct {
     const float *params;     /* the parameters to compute this step on (nparams floats),
                                 or NULL: the caller's slab (a delayed parameter server
                                 computes on an older version) */
+    float *grads;            /* the slab to compute this step's gradient into (nparams
+                                floats, the strategy's), or NULL: the caller's (a delayed
+                                or ssp worker keeps s + 1 so that its pushes may still be
+                                in flight while it runs ahead) */
 } StrategyHooks;
 
 /* What a rank did in the last step, for the metrics (strategies that have it). */

@@ -174,7 +174,11 @@ static int ps_create(Comm *comm, const StrategyConf *c, size_t nparams, int nsta
         slots = 2 * p->nchunks * (p->stale + 1);
         if (p->stale > 0) {
             p->ring = xcalloc((size_t)p->stale + 1, sizeof(float *));
-            for (int v = 0; v <= p->stale; v++) p->ring[v] = xaligned(nparams * sizeof(float));
+            p->gring = xcalloc((size_t)p->stale + 1, sizeof(float *));
+            for (int v = 0; v <= p->stale; v++) {
+                p->ring[v] = xaligned(nparams * sizeof(float));
+                p->gring[v] = xaligned(nparams * sizeof(float));
+            }
         }
     } else {
         /* slot i*W + w: window i's receive from worker w; then W sends per chunk */
@@ -203,8 +207,12 @@ static void ps_destroy(Strategy *s)
     comm_p2p_destroy(p->comm, p->set);
     ps_async_free(p);
     if (p->ring)
-        for (int v = 0; v <= p->stale; v++) free(p->ring[v]);
+        for (int v = 0; v <= p->stale; v++) {
+            free(p->ring[v]);
+            free(p->gring[v]);
+        }
     free(p->ring);
+    free(p->gring);
     free(p->busy);
     free(p->rbuf);
     free(p->chunks);
@@ -471,6 +479,8 @@ static void ps_step_begin(Strategy *s, const StrategyStep *step, float *params, 
             p->st.wait_s += now_s() - w0;
             p->st.staleness = (int)(t - v);
             p->recv_into = p->ring[(t + 1) % ns];
+            /* the pushes of step t - s - 1 from this slab are done (waited above) */
+            h->grads = p->grads = p->gring[t % ns];
         } else {
             p->recv_into = params;
         }
@@ -546,9 +556,8 @@ static void ps_update(Strategy *s, StrategyRunFn run, void *runner)
     if (p->cons == PS_ASYNC) {
     } else if (p->worker >= 0 && p->ring) {
         /* delayed, ssp: the new parameters may arrive later (they are used up to s steps
-         * on); the pushes must be out before the next backward writes the gradient slab */
-        int base = 2 * p->nchunks * (int)(p->cur % (uint64_t)(p->stale + 1));
-        for (int k = 0; k < p->nchunks; k++) ps_wait_slots(p, base + 2 * k, base + 2 * k + 1);
+         * on), and so may the pushes finish: the next s steps compute into other gradient
+         * slabs, so a worker runs ahead of a slow one until it needs version t - s */
     } else {
         /* every request of the step: pushes, parameter receives (worker), sends (server) */
         while (ps_next_done(p, 1, NULL) >= 0) {

@@ -58,6 +58,7 @@ typedef struct {
     int cons;            /* PS_SYNC, PS_DELAYED, PS_SSP or PS_ASYNC */
     int stale;           /* delayed, ssp: parallel.staleness s (sync, async: 0) */
     float **ring;        /* (s + 1) parameter versions: version v in ring[v % (s + 1)]; s = 0: NULL */
+    float **gring;       /* (s + 1) gradient slabs: step t's in gring[t % (s + 1)]; s = 0: NULL */
     uint64_t t0;         /* the first step of this run (after a resume: its step) */
     int started;
     uint64_t cur;        /* the step in progress */

@@ -2,7 +2,8 @@
  * the executor computes the rank's micro-batches and reports each finished gradient
  * range to the strategy, which reduces it while the backward goes on; then the loss, the
  * optional clipping, and the strategy's update; then the agreement on the step's outcome
- * (its loss, and whether any rank's update wrote a NaN or inf: train_report.c).  Which
+ * (its loss, and whether any rank's update wrote a NaN or inf: train_report.c) when the
+ * step is one the ranks agree on (train.c; otherwise each rank checks its own).  Which
  * strategy runs, and whether the optimizer is fused into the backward or the reduction,
  * is the strategy's business. */
 #include <math.h>
@@ -47,15 +48,19 @@ int train_step(Trainer *t, uint64_t step, Batch *b, double *loss_out, double *no
                        .scale = scale_step};
     StrategyHooks h;
     strategy_step_begin(t->strategy, &ss, t->params, t->grads, &h);
+    float *grads = h.grads ? h.grads : t->grads; /* where this step's gradient goes */
 
     watchdog_step(step, "compute");
     int64_t correct = 0;
     memset(t->mb_loss, 0, t->M * sizeof(double));
     straggler_step(&t->slow, t->rank, step); /* run.slow: off by default */
-    if (t->split.computes) { /* b: this rank's micro-batches */
+    if (t->split.computes && !b) {
+        /* a data error kept for the next agreement (train.c): this rank pushes zeros */
+        memset(grads, 0, t->model.nparams * sizeof(float));
+    } else if (t->split.computes) { /* b: this rank's micro-batches */
         exec_set_chunk_hook(t->exec, h.chunk_done, h.chunk_arg);
         exec_train(t->exec, h.params ? h.params : t->params, b->x, b->y, (uint64_t)c->train_seed, step,
-                   t->split.mb_lo, 1.0f / (float)t->B, t->grads, t->mb_loss + t->split.mb_lo,
+                   t->split.mb_lo, 1.0f / (float)t->B, grads, t->mb_loss + t->split.mb_lo,
                    &correct, h.ready, h.poll, h.arg);
         exec_set_chunk_hook(t->exec, NULL, NULL);
     }
@@ -78,8 +83,10 @@ int train_step(Trainer *t, uint64_t step, Batch *b, double *loss_out, double *no
     }
     strategy_update(t->strategy, run_on_exec, t->exec);
     /* the loss (canonical tree) and every rank's finite check of its update, agreed */
-    double loss;
-    int st = train_report_outcome(t, step, os, &loss);
+    double loss = NAN;
+    int st = 0;
+    if (t->agree_now) st = train_report_outcome(t, step, os, &loss);
+    else train_report_local(t, step, os); /* kept for the next agreement (train.c) */
     if (st) return st;
     t->step = step + 1;
     double t1 = now_s();
