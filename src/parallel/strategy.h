@@ -58,6 +58,8 @@ typedef struct {
     int worker;        /* this rank's index among the computing ranks (-1: none) */
     int workers;       /* how many ranks compute (eval is split over them) */
     int n_invariant;   /* 1: the bits equal those of one rank (docs/determinism.md) */
+    int staleness;     /* steps a step's parameters may lag its updates (ps delayed, ssp:
+                          parallel.staleness; otherwise 0) */
 } StrategySplit;
 
 /* The optimizer as a strategy calls it: update slab range [lo, hi), its optimizer state

@@ -120,6 +120,7 @@ static int ps_plan(const StrategyConf *c, int rank, int world, int M, StrategySp
     out->mb_lo = is_server ? 0 : (int)((int64_t)worker * M / W);
     out->mb_hi = is_server ? 0 : (int)((int64_t)(worker + 1) * M / W);
     out->n_invariant = (W & (W - 1)) == 0 && M % W == 0;
+    out->staleness = ring ? c->staleness : 0;
     return 0;
 }
 
@@ -206,11 +207,10 @@ static void ps_destroy(Strategy *s)
         }
     comm_p2p_destroy(p->comm, p->set);
     ps_async_free(p);
-    if (p->ring)
-        for (int v = 0; v <= p->stale; v++) {
-            free(p->ring[v]);
-            free(p->gring[v]);
-        }
+    for (int v = 0; p->ring && v <= p->stale; v++) {
+        free(p->ring[v]);
+        free(p->gring[v]);
+    }
     free(p->ring);
     free(p->gring);
     free(p->busy);

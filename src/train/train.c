@@ -98,6 +98,19 @@ static int run_eval(Trainer *t, uint64_t step, uint64_t epoch)
     return st;
 }
 
+/* parallel.staleness_rule = momentum: with parameters s steps stale the optimizer's
+ * momentum m becomes max(0, m (1 + s) - s) (docs/design.md §6). */
+static void stale_rule(Trainer *t)
+{
+    int s = t->split.staleness;
+    if (s <= 0 || strcmp(t->cfg.parallel_staleness_rule, "momentum") != 0) return;
+    float *m = !strcmp(t->cfg.optim_name, "sgd") ? &t->oc.momentum : &t->oc.beta1;
+    float was = *m;
+    *m = MT_MAX(0.0f, was * (1.0f + (float)s) - (float)s);
+    log_info("staleness %d: momentum %g -> %g (parallel.staleness_rule = momentum; none keeps "
+             "it)", s, was, *m);
+}
+
 static int train_loop(Trainer *t)
 {
     const Config *c = &t->cfg;
@@ -148,6 +161,7 @@ int train_run(const TrainOptions *o)
     st = train_resume(t, o->resume, &resumed);
     if ((st = train_agree(t, st, "resume"))) goto out;
     if ((st = train_setup_run(t, resumed))) goto out;
+    stale_rule(t);
 
     watchdog_start(t->cfg.run_step_timeout_s, t->rank);
     st = train_loop(t);
