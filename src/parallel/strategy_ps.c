@@ -32,8 +32,10 @@
  * kept in a ring of s + 1 versions; the servers work as in sync.  Reproducible and
  * independent of S and W; s = 0 is sync.  docs/design.md §6 says what it does not do yet.
  *
- * Not built yet (plan refuses them with a message): consistency = ssp, async;
- * server_ranks = spread. */
+ * ssp and async: strategy_ps_async.c (what a step is there, and the update rule).
+ * delayed, ssp and async are not lockstep (ps_lockstep): the trainer agrees with the
+ * other ranks only at its boundary steps.
+ * Not built yet (plan refuses it with a message): server_ranks = spread. */
 #include <sched.h>
 #include <stdio.h>
 #include <stdlib.h>
