@@ -643,6 +643,11 @@ int config_validate(const Config *c)
     if (!ps && strcmp(c->parallel_consistency, "sync") != 0)
         PROBLEM("parallel.consistency = %s applies to parallel.mode = ps only (mode is %s)",
                 c->parallel_consistency, c->parallel_mode);
+    if (ps && !strcmp(c->parallel_consistency, "async") && c->optim_clip_norm > 0)
+        PROBLEM("optim.clip_norm = %g with parallel.consistency = async: clipping needs the "
+                "whole step's gradient, which async never forms (each push is applied on "
+                "arrival); set optim.clip_norm = 0 or use consistency = ssp",
+                c->optim_clip_norm);
     if (ps && c->parallel_zero)
         PROBLEM("parallel.zero = 1 applies to parallel.mode = allreduce only (mode is ps)");
     if (c->optim_nesterov && c->optim_momentum == 0.0)

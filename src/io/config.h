@@ -55,6 +55,7 @@ typedef struct {
     int parallel_servers;      /* ps mode */
     char parallel_consistency[16]; /* sync | async | ssp */
     int parallel_staleness;
+    char parallel_staleness_rule[16]; /* momentum | none */
     char parallel_server_ranks[16]; /* last | first | spread */
     /* [checkpoint] */
     char ckpt_dir[CFG_STR];    /* "" = <run dir>/checkpoints */

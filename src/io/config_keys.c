@@ -102,11 +102,16 @@ const KeyDesc config_keys[] = {
           "ps mode: how many ranks are parameter servers (parallel.server_ranks says which)"),
     K_ENUM("parallel", "consistency", parallel_consistency, "sync|delayed|async|ssp", "sync",
            "ps mode: sync (the bits of allreduce with reduce = deterministic), delayed (step t "
-           "computes on the parameters after step t - staleness: reproducible); async and ssp "
-           "are planned (refused at start)"),
+           "computes on the parameters after step t - staleness: reproducible), ssp (on the "
+           "newest parameters, at most staleness steps old), async (each push applied on "
+           "arrival); ssp and async are not bitwise reproducible"),
     K_INT("parallel", "staleness", parallel_staleness, 0, 1000000, "2",
           "delayed: the fixed delay s in steps (0 = sync); ssp: steps a worker may run ahead "
           "of the slowest"),
+    K_ENUM("parallel", "staleness_rule", parallel_staleness_rule, "momentum|none", "momentum",
+           "delayed and ssp with staleness s > 0: momentum = the optimizer's momentum m (sgd; "
+           "adamw: beta1) becomes max(0, m (1 + s) - s), so that it and the momentum a delay "
+           "of s steps adds stay m; none = as configured (the bits of earlier versions)"),
     K_ENUM("parallel", "server_ranks", parallel_server_ranks, "last|first|spread", "last",
            "ps mode: the servers are the last parallel.servers ranks (rank 0 a worker), the "
            "first ones, or spread (one per node; planned, refused at start)"),

@@ -58,6 +58,8 @@ typedef struct {
     int worker;        /* this rank's index among the computing ranks (-1: none) */
     int workers;       /* how many ranks compute (eval is split over them) */
     int n_invariant;   /* 1: the bits equal those of one rank (docs/determinism.md) */
+    int staleness;     /* steps a step's parameters may lag its updates (ps delayed, ssp:
+                          parallel.staleness; otherwise 0) */
 } StrategySplit;
 
 /* The optimizer as a strategy calls it: update slab range [lo, hi), its optimizer state
@@ -78,6 +80,9 @@ typedef struct {
     int hold;                /* 1: the slabs must not change during the backward (an async
                                 checkpoint snapshot is copied from them until the trainer's
                                 fence): no update fused into the executor */
+    /* update calls after scale(update_arg, f, g) use the step's learning rate times f and
+     * the gradient times g (an async parameter server applies one worker's push) */
+    void (*scale)(void *update_arg, float lr_factor, float grad_factor);
 } StrategyStep;
 
 /* What the executor calls during the backward (core/exec.h's ExecReadyFn, ExecPollFn
@@ -91,6 +96,10 @@ typedef struct {
     const float *params;     /* the parameters to compute this step on (nparams floats),
                                 or NULL: the caller's slab (a delayed parameter server
                                 computes on an older version) */
+    float *grads;            /* the slab to compute this step's gradient into (nparams
+                                floats, the strategy's), or NULL: the caller's (a delayed
+                                or ssp worker keeps s + 1 so that its pushes may still be
+                                in flight while it runs ahead) */
 } StrategyHooks;
 
 /* What a rank did in the last step, for the metrics (strategies that have it). */
@@ -157,6 +166,11 @@ typedef struct StrategyOps {
     void (*gather_params)(Strategy *s, float *params);
     /* The last step's figures of this rank (NULL: none beyond exposed_s/comm_s). */
     void (*stats)(const Strategy *s, StrategyStats *out);
+    /* 1 (or NULL): every step moves all ranks together, so the trainer agrees on every
+     * step (its data, signals, loss and finite checks).  0: ranks may be at different
+     * steps (a stale parameter-server mode): the trainer agrees only at its boundaries
+     * (log, eval, checkpoint and last steps), docs/design.md §6. */
+    int (*lockstep)(const Strategy *s);
 } StrategyOps;
 
 /* Implementations embed this first in their handle. */
@@ -213,6 +227,10 @@ static inline int strategy_stats(const Strategy *s, StrategyStats *out)
     if (!s->ops->stats) return 0;
     s->ops->stats(s, out);
     return 1;
+}
+static inline int strategy_lockstep(const Strategy *s)
+{
+    return !s->ops->lockstep || s->ops->lockstep(s);
 }
 static inline void strategy_gather_params(Strategy *s, float *params)
 {

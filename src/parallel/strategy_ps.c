@@ -32,8 +32,10 @@
  * kept in a ring of s + 1 versions; the servers work as in sync.  Reproducible and
  * independent of S and W; s = 0 is sync.  docs/design.md §6 says what it does not do yet.
  *
- * Not built yet (plan refuses them with a message): consistency = ssp, async;
- * server_ranks = spread. */
+ * ssp and async: strategy_ps_async.c (what a step is there, and the update rule).
+ * delayed, ssp and async are not lockstep (ps_lockstep): the trainer agrees with the
+ * other ranks only at its boundary steps.
+ * Not built yet (plan refuses it with a message): server_ranks = spread. */
 #include <sched.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -44,59 +46,7 @@
 #include "core/optim.h"
 #include "core/slab.h"
 #include "parallel/coll.h"
-#include "parallel/strategy.h"
-
-#define PS_CHUNK (64 * 1024) /* floats per message (256 KB) */
-#define PS_WINDOW 4          /* chunks a server receives at once */
-#define PS_TAG_GRAD 1
-#define PS_TAG_PARAM 2
-
-typedef struct {
-    size_t lo, hi; /* slab range */
-    int server;    /* its server's index */
-} PsChunk;
-
-typedef struct {
-    Strategy base;
-    Comm *comm;
-    size_t nparams;
-    int S, W;
-    int first;           /* servers are ranks 0..S-1 (else the last S) */
-    int server;          /* this rank's server index, or -1 (a worker) */
-    int worker;          /* this rank's worker index, or -1 (a server) */
-    size_t *rlo, *rhi;   /* (S) the servers' ranges */
-    char mode[64];
-    /* the chunks: of the whole slab (worker) or of this server's range (server), in the
-     * order workers push them: descending offsets */
-    PsChunk *chunks;
-    int nchunks;
-    CommP2p *set;
-    unsigned char *busy; /* (slots) 1 while the slot's request is in flight */
-    int nslots;
-    int inflight;        /* requests posted and not yet seen finished */
-    int yield;           /* more ranks on this node than CPUs: waiting yields the CPU */
-    /* the step */
-    StrategyStep step;
-    float *params, *grads;
-    int fused;           /* server: the update is applied chunk by chunk as summed */
-    double t_exposed, t_comm;
-    StrategyStats st;    /* the step's figures */
-    /* worker */
-    int stale;           /* consistency = delayed: parallel.staleness s (sync: 0) */
-    float **ring;        /* (s + 1) parameter versions: version v in ring[v % (s + 1)]; s = 0: NULL */
-    uint64_t t0;         /* the first step of this run (after a resume: its step) */
-    int started;
-    uint64_t cur;        /* the step in progress */
-    float *recv_into;    /* where this step's new parameters go (version cur + 1) */
-    size_t ready_lo;     /* every offset >= ready_lo has its final local gradient */
-    int next;            /* next chunk to push */
-    /* server: window buffer i holds the partials of chunk (k % PS_WINDOW == i) */
-    float *rbuf;         /* (PS_WINDOW, W, PS_CHUNK) */
-    int arrived[PS_WINDOW];
-    int posted;          /* chunks whose receives have been posted */
-    int done;            /* chunks summed (and, when fused, updated and sent) */
-    int sent;            /* chunks whose parameters have been sent */
-} PsStrategy;
+#include "parallel/strategy_ps_impl.h"
 
 static PsStrategy *pss(Strategy *s) { return (PsStrategy *)s; }
 static const PsStrategy *cpss(const Strategy *s) { return (const PsStrategy *)s; }
@@ -113,8 +63,8 @@ static int role_of(const StrategyConf *c, int rank, int world, int *server, int 
     return is_server;
 }
 
-static int server_rank(const PsStrategy *p, int s) { return p->first ? s : p->W + s; }
-static int worker_rank(const PsStrategy *p, int w) { return p->first ? p->S + w : w; }
+int ps_server_rank(const PsStrategy *p, int s) { return p->first ? s : p->W + s; }
+int ps_worker_rank(const PsStrategy *p, int w) { return p->first ? p->S + w : w; }
 
 /* Server s of S: blocks [s*nb/S, (s+1)*nb/S) of the slab's nb SLAB_BLOCK blocks. */
 static void server_range(size_t n, int S, int s, size_t *lo, size_t *hi)
@@ -123,6 +73,15 @@ static void server_range(size_t n, int S, int s, size_t *lo, size_t *hi)
     size_t b0 = nb * (size_t)s / (size_t)S, b1 = nb * (size_t)(s + 1) / (size_t)S;
     *lo = MT_MIN(n, b0 * SLAB_BLOCK);
     *hi = MT_MIN(n, b1 * SLAB_BLOCK);
+}
+
+/* PS_SYNC ... PS_ASYNC for parallel.consistency, or -1 */
+static int ps_consistency(const char *name)
+{
+    static const char *const names[] = {"sync", "delayed", "ssp", "async"};
+    for (int i = 0; i < 4; i++)
+        if (!strcmp(name, names[i])) return i;
+    return -1;
 }
 
 static int ps_plan(const StrategyConf *c, int rank, int world, int M, StrategySplit *out)
@@ -141,14 +100,16 @@ static int ps_plan(const StrategyConf *c, int rank, int world, int M, StrategySp
                        "every worker needs at least one micro-batch; run with at most %d "
                        "workers or --set train.micro_batches=%d",
                        W, world, S, M, M, W);
-    if (strcmp(c->consistency, "sync") != 0 && strcmp(c->consistency, "delayed") != 0)
+    if (ps_consistency(c->consistency) < 0)
         return err_set(MT_EX_CONFIG,
-                       "parallel.consistency = %s is not available in this build yet (ps mode "
-                       "has: sync, delayed)", c->consistency);
-    if (!strcmp(c->consistency, "delayed") && c->staleness > 64)
+                       "parallel.consistency = %s is not a consistency of ps mode (allowed: "
+                       "sync, delayed, ssp, async)", c->consistency);
+    int ring = !strcmp(c->consistency, "delayed") || !strcmp(c->consistency, "ssp");
+    if (ring && c->staleness > 64)
         return err_set(MT_EX_CONFIG,
-                       "parallel.staleness = %d with consistency = delayed keeps that many "
-                       "parameter versions on every worker: at most 64", c->staleness);
+                       "parallel.staleness = %d with consistency = %s keeps that many "
+                       "parameter versions on every worker: at most 64", c->staleness,
+                       c->consistency);
     if (strcmp(c->server_ranks, "first") != 0 && strcmp(c->server_ranks, "last") != 0)
         return err_set(MT_EX_CONFIG,
                        "parallel.server_ranks = %s is not available in this build yet (allowed "
@@ -161,6 +122,7 @@ static int ps_plan(const StrategyConf *c, int rank, int world, int M, StrategySp
     out->mb_lo = is_server ? 0 : (int)((int64_t)worker * M / W);
     out->mb_hi = is_server ? 0 : (int)((int64_t)(worker + 1) * M / W);
     out->n_invariant = (W & (W - 1)) == 0 && M % W == 0;
+    out->staleness = ring ? c->staleness : 0;
     return 0;
 }
 
@@ -178,6 +140,7 @@ static int make_chunks(const PsStrategy *p, int s0, int s1, PsChunk **out)
             c[k].lo = lo + (size_t)j * PS_CHUNK;
             c[k].hi = MT_MIN(hi, c[k].lo + PS_CHUNK);
             c[k].server = s;
+            c[k].idx = m - 1 - j;
         }
     }
     *out = c;
@@ -200,16 +163,25 @@ static int ps_create(Comm *comm, const StrategyConf *c, size_t nparams, int nsta
     p->rhi = xcalloc((size_t)p->S, sizeof(size_t));
     for (int s = 0; s < p->S; s++) server_range(nparams, p->S, s, &p->rlo[s], &p->rhi[s]);
     snprintf(p->mode, sizeof p->mode, "ps/%s/%ds", c->consistency, p->S);
-    p->stale = !strcmp(c->consistency, "delayed") ? c->staleness : 0;
+    p->cons = ps_consistency(c->consistency);
+    p->stale = p->cons == PS_DELAYED || p->cons == PS_SSP ? c->staleness : 0;
     int slots;
-    if (p->worker >= 0) {
+    if (p->cons == PS_ASYNC) {
+        p->nchunks = p->worker >= 0 ? make_chunks(p, 0, p->S, &p->chunks)
+                                    : make_chunks(p, p->server, p->server + 1, &p->chunks);
+        slots = ps_async_create(p);
+    } else if (p->worker >= 0) {
         /* step t's requests in group t % (s + 1): slot 2k the push of chunk k, 2k + 1 the
          * receive of its new parameters (version t + 1) */
         p->nchunks = make_chunks(p, 0, p->S, &p->chunks);
         slots = 2 * p->nchunks * (p->stale + 1);
         if (p->stale > 0) {
             p->ring = xcalloc((size_t)p->stale + 1, sizeof(float *));
-            for (int v = 0; v <= p->stale; v++) p->ring[v] = xaligned(nparams * sizeof(float));
+            p->gring = xcalloc((size_t)p->stale + 1, sizeof(float *));
+            for (int v = 0; v <= p->stale; v++) {
+                p->ring[v] = xaligned(nparams * sizeof(float));
+                p->gring[v] = xaligned(nparams * sizeof(float));
+            }
         }
     } else {
         /* slot i*W + w: window i's receive from worker w; then W sends per chunk */
@@ -236,9 +208,13 @@ static void ps_destroy(Strategy *s)
             CHECK(comm_p2p_wait(p->comm, p->set, i, NULL) == 0);
         }
     comm_p2p_destroy(p->comm, p->set);
-    if (p->ring)
-        for (int v = 0; v <= p->stale; v++) free(p->ring[v]);
+    ps_async_free(p);
+    for (int v = 0; p->ring && v <= p->stale; v++) {
+        free(p->ring[v]);
+        free(p->gring[v]);
+    }
     free(p->ring);
+    free(p->gring);
     free(p->busy);
     free(p->rbuf);
     free(p->chunks);
@@ -253,12 +229,21 @@ static void ps_describe(const Strategy *s, char *buf, size_t n)
     size_t mx = 0;
     for (int i = 0; i < p->S; i++) mx = MT_MAX(mx, p->rhi[i] - p->rlo[i]);
     double mean = (double)p->nparams / p->S;
-    char cons[64];
-    if (p->stale > 0) snprintf(cons, sizeof cons, "delayed (step t computes on version t - %d)", p->stale);
-    else snprintf(cons, sizeof cons, "%s", strncmp(p->mode, "ps/delayed", 10) ? "sync" : "delayed (s = 0: sync)");
+    char cons[128];
+    if (p->cons == PS_DELAYED && p->stale > 0)
+        snprintf(cons, sizeof cons, "delayed (step t computes on version t - %d)", p->stale);
+    else if (p->cons == PS_DELAYED)
+        snprintf(cons, sizeof cons, "delayed (s = 0: sync)");
+    else if (p->cons == PS_SSP)
+        snprintf(cons, sizeof cons, "ssp (step t computes on the newest version >= t - %d; "
+                 "not bitwise reproducible)", p->stale);
+    else if (p->cons == PS_ASYNC)
+        snprintf(cons, sizeof cons, "async (each push applied on arrival; not bitwise "
+                 "reproducible)");
+    else snprintf(cons, sizeof cons, "sync");
     snprintf(buf, n, "parameter servers: %d server%s on ranks %d-%d, %d worker%s, consistency "
              "%s; parameters per server max/mean %.4f",
-             p->S, p->S > 1 ? "s" : "", server_rank(p, 0), server_rank(p, p->S - 1), p->W,
+             p->S, p->S > 1 ? "s" : "", ps_server_rank(p, 0), ps_server_rank(p, p->S - 1), p->W,
              p->W > 1 ? "s" : "", cons, mean > 0 ? (double)mx / mean : 1.0);
 }
 
@@ -276,7 +261,7 @@ static size_t ps_state_len(const Strategy *s)
 
 /* ---- requests ----------------------------------------------------------------- */
 
-static void post_send(PsStrategy *p, int slot, const float *buf, size_t n, int dest, int tag)
+void ps_post_send(PsStrategy *p, int slot, const float *buf, size_t n, int dest, int tag)
 {
     CHECK(comm_isend(p->comm, p->set, slot, buf, n, COMM_F32, dest, tag) == 0);
     p->st.bytes_sent += (double)n * sizeof(float);
@@ -284,7 +269,7 @@ static void post_send(PsStrategy *p, int slot, const float *buf, size_t n, int d
     p->inflight++;
 }
 
-static void post_recv(PsStrategy *p, int slot, float *buf, size_t n, int source, int tag)
+void ps_post_recv(PsStrategy *p, int slot, float *buf, size_t n, int source, int tag)
 {
     CHECK(comm_irecv(p->comm, p->set, slot, buf, n, COMM_F32, source, tag) == 0);
     p->st.bytes_recv += (double)n * sizeof(float);
@@ -292,40 +277,46 @@ static void post_recv(PsStrategy *p, int slot, float *buf, size_t n, int source,
     p->inflight++;
 }
 
-/* One finished request (its slot), or -1 when none is in flight.  Waits without
- * blocking inside MPI, so a rank sharing its CPU with others (oversubscribed) yields it
- * while it waits; whichever request finishes first is returned. */
-static int next_done(PsStrategy *p, int block)
+void ps_relax(const PsStrategy *p, int spins)
+{
+    if (p->yield || spins > 1000) sched_yield();
+}
+
+/* Waits without blocking inside MPI, so a rank sharing its CPU with others
+ * (oversubscribed) yields it while it waits; whichever request finishes first is
+ * returned. */
+int ps_next_done(PsStrategy *p, int block, CommStatus *st)
 {
     for (int spins = 0;; spins++) {
         if (p->inflight == 0) return -1;
         int slot = -1;
-        comm_p2p_testany(p->comm, p->set, &slot, NULL);
+        comm_p2p_testany(p->comm, p->set, &slot, st);
         if (slot >= 0) {
             p->busy[slot] = 0;
             p->inflight--;
             return slot;
         }
         if (!block) return -1;
-        if (p->yield || spins > 1000) sched_yield();
+        ps_relax(p, spins);
     }
 }
 
-/* Wait until every request in slots [a, b) has finished (others may finish meanwhile). */
-static void wait_slots(PsStrategy *p, int a, int b)
+int ps_slots_done(PsStrategy *p, int a, int b)
 {
     for (int i = a; i < b; i++) {
-        for (int spins = 0; p->busy[i]; spins++) {
-            int done = 0;
-            comm_p2p_test(p->comm, p->set, i, &done, NULL);
-            if (done) {
-                p->busy[i] = 0;
-                p->inflight--;
-            } else if (p->yield || spins > 1000) {
-                sched_yield();
-            }
-        }
+        if (!p->busy[i]) continue;
+        int done = 0;
+        comm_p2p_test(p->comm, p->set, i, &done, NULL);
+        if (!done) return 0;
+        p->busy[i] = 0;
+        p->inflight--;
     }
+    return 1;
+}
+
+void ps_wait_slots(PsStrategy *p, int a, int b)
+{
+    for (int spins = 0; !ps_slots_done(p, a, b); spins++) ps_relax(p, spins);
 }
 
 /* ---- worker ------------------------------------------------------------------- */
@@ -336,11 +327,13 @@ static void worker_push(PsStrategy *p)
 {
     while (p->next < p->nchunks && p->chunks[p->next].lo >= p->ready_lo) {
         const PsChunk *c = &p->chunks[p->next];
-        int sr = server_rank(p, c->server);
+        int sr = ps_server_rank(p, c->server);
         int base = 2 * p->nchunks * (int)(p->cur % (uint64_t)(p->stale + 1));
-        post_send(p, base + 2 * p->next, p->grads + c->lo, c->hi - c->lo, sr, PS_TAG_GRAD);
-        post_recv(p, base + 2 * p->next + 1, p->recv_into + c->lo, c->hi - c->lo, sr,
-                  PS_TAG_PARAM);
+        int async = p->cons == PS_ASYNC; /* async: a tag per chunk (any-source receives) */
+        ps_post_send(p, base + 2 * p->next, p->grads + c->lo, c->hi - c->lo, sr,
+                     async ? PS_TAG_ASYNC + 2 * c->idx : PS_TAG_GRAD);
+        ps_post_recv(p, base + 2 * p->next + 1, p->recv_into + c->lo, c->hi - c->lo, sr,
+                     async ? PS_TAG_ASYNC + 2 * c->idx + 1 : PS_TAG_PARAM);
         p->next++;
     }
 }
@@ -359,7 +352,7 @@ static void worker_poll(void *arg)
 {
     PsStrategy *p = arg;
     double t0 = now_s();
-    while (next_done(p, 0) >= 0) {
+    while (ps_next_done(p, 0, NULL) >= 0) {
     }
     p->t_comm += now_s() - t0;
 }
@@ -371,8 +364,8 @@ static void server_post(PsStrategy *p, int k)
     const PsChunk *c = &p->chunks[k];
     int i = k % PS_WINDOW;
     for (int w = 0; w < p->W; w++)
-        post_recv(p, i * p->W + w, p->rbuf + ((size_t)i * p->W + (size_t)w) * PS_CHUNK,
-                  c->hi - c->lo, worker_rank(p, w), PS_TAG_GRAD);
+        ps_post_recv(p, i * p->W + w, p->rbuf + ((size_t)i * p->W + (size_t)w) * PS_CHUNK,
+                  c->hi - c->lo, ps_worker_rank(p, w), PS_TAG_GRAD);
     p->arrived[i] = 0;
 }
 
@@ -415,8 +408,8 @@ static void server_send(PsStrategy *p, int k)
 {
     const PsChunk *c = &p->chunks[k];
     for (int w = 0; w < p->W; w++)
-        post_send(p, p->W * PS_WINDOW + k * p->W + w, p->params + c->lo, c->hi - c->lo,
-                  worker_rank(p, w), PS_TAG_PARAM);
+        ps_post_send(p, p->W * PS_WINDOW + k * p->W + w, p->params + c->lo, c->hi - c->lo,
+                  ps_worker_rank(p, w), PS_TAG_PARAM);
     p->sent++;
 }
 
@@ -433,7 +426,7 @@ static void server_serve(PsStrategy *p)
 {
     while (p->done < p->nchunks) {
         double w0 = now_s();
-        int slot = next_done(p, 1);
+        int slot = ps_next_done(p, 1, NULL);
         CHECK(slot >= 0); /* the receives of the next chunk are posted */
         double b0 = now_s();
         p->st.wait_s += b0 - w0;
@@ -479,14 +472,17 @@ static void ps_step_begin(Strategy *s, const StrategyStep *step, float *params, 
              * t - s - 1, whose requests share this step's slot group */
             int base = 2 * p->nchunks * (int)(t % ns);
             double w0 = now_s();
-            wait_slots(p, base, base + 2 * p->nchunks);
+            ps_wait_slots(p, base, base + 2 * p->nchunks);
             p->t_exposed += now_s() - w0;
             p->t_comm += now_s() - w0;
             uint64_t v = t >= p->t0 + (uint64_t)p->stale ? t - (uint64_t)p->stale : p->t0;
+            if (p->cons == PS_SSP) v = ps_ssp_version(p, t); /* newer when it has come */
             h->params = p->ring[v % ns];
             p->st.wait_s += now_s() - w0;
             p->st.staleness = (int)(t - v);
             p->recv_into = p->ring[(t + 1) % ns];
+            /* the pushes of step t - s - 1 from this slab are done (waited above) */
+            h->grads = p->grads = p->gring[t % ns];
         } else {
             p->recv_into = params;
         }
@@ -495,6 +491,9 @@ static void ps_step_begin(Strategy *s, const StrategyStep *step, float *params, 
         h->ready = worker_ready;
         h->poll = worker_poll;
         h->arg = p;
+        if (p->cons == PS_ASYNC) ps_async_step_begin(p, h);
+    } else if (p->cons == PS_ASYNC) {
+        ps_async_step_begin(p, h);
     } else {
         /* without clipping each chunk is updated as soon as its sum is formed */
         p->fused = !step->global;
@@ -511,6 +510,8 @@ static void ps_reduce_end(Strategy *s)
     if (p->worker >= 0) {
         p->ready_lo = 0; /* the executor has reported every range */
         worker_push(p);
+    } else if (p->cons == PS_ASYNC) {
+        ps_async_reduce_end(p);
     } else {
         server_serve(p);
     }
@@ -546,22 +547,22 @@ static void ps_update(Strategy *s, StrategyRunFn run, void *runner)
 {
     PsStrategy *p = pss(s);
     double t0 = now_s();
-    if (p->server >= 0) {
-        if (!p->fused) {
-            RangeJob j = {p};
-            run(runner, p->rhi[p->server] - p->rlo[p->server], range_update, &j);
-            for (int k = 0; k < p->nchunks; k++) server_send(p, k);
-            p->st.busy_s += now_s() - t0;
-        }
+    if (p->cons == PS_ASYNC) {
+        ps_async_update(p); /* applied on arrival: what is left are the worker's waits */
+    } else if (p->server >= 0 && !p->fused) {
+        RangeJob j = {p};
+        run(runner, p->rhi[p->server] - p->rlo[p->server], range_update, &j);
+        for (int k = 0; k < p->nchunks; k++) server_send(p, k);
+        p->st.busy_s += now_s() - t0;
     }
-    if (p->worker >= 0 && p->ring) {
-        /* delayed: the new parameters may arrive later (they are used s steps on); the
-         * pushes must be out before the next backward writes the gradient slab */
-        int base = 2 * p->nchunks * (int)(p->cur % (uint64_t)(p->stale + 1));
-        for (int k = 0; k < p->nchunks; k++) wait_slots(p, base + 2 * k, base + 2 * k + 1);
+    if (p->cons == PS_ASYNC) {
+    } else if (p->worker >= 0 && p->ring) {
+        /* delayed, ssp: the new parameters may arrive later (they are used up to s steps
+         * on), and so may the pushes finish: the next s steps compute into other gradient
+         * slabs, so a worker runs ahead of a slow one until it needs version t - s */
     } else {
         /* every request of the step: pushes, parameter receives (worker), sends (server) */
-        while (next_done(p, 1) >= 0) {
+        while (ps_next_done(p, 1, NULL) >= 0) {
         }
     }
     double dt = now_s() - t0;
@@ -569,6 +570,10 @@ static void ps_update(Strategy *s, StrategyRunFn run, void *runner)
     p->t_comm += dt;
     if (p->worker >= 0) p->st.wait_s += dt;
 }
+
+/* Lockstep: only sync moves every rank through every step together; the trainer may
+ * agree less often with the others (docs/design.md §6). */
+static int ps_lockstep(const Strategy *s) { return cpss(s)->cons == PS_SYNC; }
 
 static void ps_stats(const Strategy *s, StrategyStats *out) { *out = cpss(s)->st; }
 
@@ -581,7 +586,7 @@ static double ps_comm(const Strategy *s) { return cpss(s)->t_comm; }
 static void range_counts(const PsStrategy *p, size_t *counts)
 {
     for (int r = 0; r < p->comm->size; r++) counts[r] = 0;
-    for (int s = 0; s < p->S; s++) counts[server_rank(p, s)] = p->rhi[s] - p->rlo[s];
+    for (int s = 0; s < p->S; s++) counts[ps_server_rank(p, s)] = p->rhi[s] - p->rlo[s];
 }
 
 static void ps_gather_states(Strategy *s, float *const *states, float *const *full, int n)
@@ -642,4 +647,5 @@ const StrategyOps strategy_ps_ops = {
     .scatter_states = ps_scatter_states,
     .gather_params = ps_gather_params,
     .stats = ps_stats,
+    .lockstep = ps_lockstep,
 };

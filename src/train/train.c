@@ -4,7 +4,14 @@
  * (bad config, missing shard, out of memory) takes all ranks out together with one
  * message, never a hang.  Each iteration of the loop is docs/design.md §4: the data of
  * the step and the agreement on it, one step through the parallel strategy, then the
- * reports, the eval and the checkpoint that fall due. */
+ * reports, the eval and the checkpoint that fall due.
+ *
+ * A strategy that is not lockstep (strategy_lockstep: the stale parameter-server modes)
+ * lets ranks be at different steps, so the agreements before and after a step are made
+ * only at boundary steps (every train.log_every-th, an eval or checkpoint step, the
+ * last): between them a rank keeps a failure of its own (t->pend_*), carries on without
+ * computing (its pushes are zeros) and reports it at the next boundary, where every rank
+ * exits with its code. */
 #include <string.h>
 
 #include "core/common.h"
@@ -15,13 +22,35 @@
 /* What the ranks agree on before each step (comm_agree_flags). */
 enum { FLAG_STOP, FLAG_CKPT_TIME, FLAG_DATA, NFLAGS };
 
+/* 1 when the ranks agree before and after step `step` (see the top of this file). */
+static int agree_at(const Trainer *t, uint64_t step)
+{
+    const Config *c = &t->cfg;
+    uint64_t done = step + 1, every = (uint64_t)t->agree_every;
+    if (every <= 1 || done % every == 0 || done >= t->total_steps) return 1;
+    if (c->train_eval_every > 0 ? done % (uint64_t)c->train_eval_every == 0
+                                : done % t->steps_per_epoch == 0)
+        return 1;
+    return c->ckpt_every_steps > 0 && done % (uint64_t)c->ckpt_every_steps == 0;
+}
+
 /* Agree on the step's data and on stopping or checkpointing before it.  Returns 0 to
  * go on with *b, or the code to leave the loop with (after the signal's checkpoint). */
 static int step_gate(Trainer *t, uint64_t step, Batch **b)
 {
     const Config *c = &t->cfg;
     watchdog_step(step, "data");
-    int st = t->loader ? loader_next(t->loader, step, b) : 0; /* a server reads no data */
+    int st = 0;
+    if (t->loader && !t->pend_data) st = loader_next(t->loader, step, b); /* servers: none */
+    if (!t->agree_now) {
+        if (st) { /* kept for the next boundary; the rank computes nothing until then */
+            train_pend(t, st, 1, "%s", err_msg());
+            if (*b) loader_release(t->loader, *b);
+            *b = NULL;
+        }
+        return 0;
+    }
+    if (!st && t->pend_data) st = t->pend_code;
     double flags[NFLAGS];
     flags[FLAG_STOP] = signals_pending() ? 1 : 0;
     flags[FLAG_CKPT_TIME] = (t->rank == 0 && c->ckpt_every_minutes > 0 &&
@@ -32,7 +61,7 @@ static int step_gate(Trainer *t, uint64_t step, Batch **b)
     int code = comm_agree_flags(t->comm, st, flags, NFLAGS, &fail_rank);
     if (code) {
         /* the loader's message names the step, the shard and the row */
-        if (fail_rank == t->rank) log_error("%s", err_msg());
+        if (fail_rank == t->rank) log_error("%s", t->pend_data ? t->pend_msg : err_msg());
         if (t->rank == 0 && fail_rank != 0)
             log_error("step %llu: rank %d could not read its data (message above); stopping",
                       (unsigned long long)step, fail_rank);
@@ -69,6 +98,19 @@ static int run_eval(Trainer *t, uint64_t step, uint64_t epoch)
     return st;
 }
 
+/* parallel.staleness_rule = momentum: with parameters s steps stale the optimizer's
+ * momentum m becomes max(0, m (1 + s) - s) (docs/design.md §6). */
+static void stale_rule(Trainer *t)
+{
+    int s = t->split.staleness;
+    if (s <= 0 || strcmp(t->cfg.parallel_staleness_rule, "momentum") != 0) return;
+    float *m = !strcmp(t->cfg.optim_name, "sgd") ? &t->oc.momentum : &t->oc.beta1;
+    float was = *m;
+    *m = MT_MAX(0.0f, was * (1.0f + (float)s) - (float)s);
+    log_info("staleness %d: momentum %g -> %g (parallel.staleness_rule = momentum; none keeps "
+             "it)", s, was, *m);
+}
+
 static int train_loop(Trainer *t)
 {
     const Config *c = &t->cfg;
@@ -76,9 +118,11 @@ static int train_loop(Trainer *t)
     t->t_last_ckpt = now_s();
     memset(&t->win, 0, sizeof t->win);
     t->win.t0 = now_s();
+    t->agree_every = strategy_lockstep(t->strategy) ? 1 : MT_MAX(1, c->train_log_every);
     while (t->step < t->total_steps) {
         uint64_t step = t->step;
         Batch *b = NULL;
+        t->agree_now = agree_at(t, step);
         int st = step_gate(t, step, &b);
         if (st) return st;
         double loss, norm;
@@ -117,6 +161,7 @@ int train_run(const TrainOptions *o)
     st = train_resume(t, o->resume, &resumed);
     if ((st = train_agree(t, st, "resume"))) goto out;
     if ((st = train_setup_run(t, resumed))) goto out;
+    stale_rule(t);
 
     watchdog_start(t->cfg.run_step_timeout_s, t->rank);
     st = train_loop(t);

@@ -80,6 +80,13 @@ typedef struct {
     double *clip_partial;   /* (clip_nblocks) */
     Progress prog;
     TrainWindow win;
+    /* agreements (train.c): every step for a lockstep strategy, else at boundaries */
+    int agree_every;        /* 1, or train.log_every */
+    int agree_now;          /* the step in progress ends in an agreement */
+    int pend_code;          /* a failure of this rank since the last agreement, or 0 */
+    int pend_data;          /* 1: it is a data error (reported before the step) */
+    char pend_msg[1024];    /* its message */
+    double last_loss;       /* the last agreed loss (the progress line between them) */
     /* eval */
     float *eval_x;
     int32_t *eval_y;
@@ -131,14 +138,21 @@ int train_ckpt_save(Trainer *t, int sync);
 /* Before the step's update: wait for an async snapshot being copied from the slabs. */
 void train_ckpt_fence(Trainer *t, uint64_t step);
 
-/* train_step.c: one step on batch b (NULL on a rank that does not compute):
- * forward/backward, reduction, update.  *loss = the
- * global batch's mean loss, *norm = the gradient norm (NaN without clipping).  Returns 0
- * or MT_EX_SOFTWARE when the loss is not finite or an update wrote a NaN or inf (every
- * rank returns it, reported by train_report_outcome). */
+/* train_step.c: one step on batch b (NULL on a rank that does not compute, or that
+ * keeps a data error for the next agreement: it computes nothing and pushes zeros):
+ * forward/backward, reduction, update.  *loss = the global batch's mean loss (NaN when
+ * the step ends in no agreement, t->agree_now = 0), *norm = the gradient norm (NaN
+ * without clipping).  Returns 0 or MT_EX_SOFTWARE when the loss is not finite or an
+ * update wrote a NaN or inf (every rank returns it, reported by train_report_outcome). */
 int train_step(Trainer *t, uint64_t step, Batch *b, double *loss, double *norm);
 
 /* train_report.c */
+/* Keep this rank's first failure since the last agreement (later ones are dropped). */
+void train_pend(Trainer *t, int code, int data, const char *fmt, ...)
+    __attribute__((format(printf, 4, 5)));
+/* After a step that ends in no agreement: this rank's finite checks (the loss of its
+ * micro-batches, its update), kept with train_pend for the next agreement. */
+void train_report_local(Trainer *t, uint64_t step, const OptStep *os);
 void train_report_banner(Trainer *t, int cores);
 /* After step t->step (completed): the progress line, and a metrics line every
  * train.log_every steps (rank 0); starts a new window after a line. */
@@ -151,8 +165,9 @@ void train_report_stats(Trainer *t);
 void train_report_diverged(Trainer *t, uint64_t step, double loss);
 /* After the step's update (os: the step's optimizer, whose finite check saw every range
  * this rank updated): one agreement of all ranks (comm_agree_flags) that sums the
- * micro-batch losses t->mb_loss and collects each rank's verdict.  *loss = the global
- * batch's mean loss (canonical tree).  Returns 0, or MT_EX_SOFTWARE on every rank when
+ * micro-batch losses t->mb_loss and collects each rank's verdict (a failure kept by
+ * train_pend counts, and its message is printed).  *loss = the global batch's mean loss
+ * (canonical tree).  Returns 0, or MT_EX_SOFTWARE on every rank when
  * the loss is not finite (train_report_diverged) or some rank's update wrote a NaN or
  * inf: the lowest such rank names the step, itself, the layer/parameter and element. */
 int train_report_outcome(Trainer *t, uint64_t step, const OptStep *os, double *loss);

@@ -4,6 +4,8 @@
  * inf the update wrote, named by layer from the model's table) and the finite check of
  * the state a checkpoint is about to store. */
 #include <math.h>
+#include <stdarg.h>
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <unistd.h>
@@ -147,6 +149,8 @@ void train_report_step(Trainer *t, uint64_t epoch, double loss, float lr, double
     int log_now = t->step % (uint64_t)t->cfg.train_log_every == 0 || t->step == t->total_steps;
     double wall = now_s() - t->win.t0;
     int line = log_now && t->rank == 0 && t->metrics;
+    if (isnan(loss)) loss = t->last_loss; /* a step without agreement: the last agreed */
+    else t->last_loss = loss;
     if (t->rank == 0) {
         double sps = t->win.steps * (double)t->B / wall;
         progress_update(&t->prog, t->step, epoch, loss, lr, sps);
@@ -240,15 +244,60 @@ static void array_name(const Trainer *t, int a, size_t i, char *buf, size_t n)
     else snprintf(buf, n, "optimizer state '%s' of %s", optim_state_name(&t->oc, a - 1), where);
 }
 
+void train_pend(Trainer *t, int code, int data, const char *fmt, ...)
+{
+    if (t->pend_code) return;
+    t->pend_code = code;
+    t->pend_data = data;
+    va_list ap;
+    va_start(ap, fmt);
+    vsnprintf(t->pend_msg, sizeof t->pend_msg, fmt, ap);
+    va_end(ap);
+}
+
+/* The message of a non-finite value the update of `step` wrote on this rank. */
+static void update_msg(Trainer *t, uint64_t step, int bad_a, size_t bad_i, float bad_v,
+                       char *buf, size_t n)
+{
+    char what[320];
+    array_name(t, bad_a, bad_i, what, sizeof what);
+    snprintf(buf, n, "step %llu: the optimizer update on rank %d made %s %s (slab index %zu): "
+             "training diverged; lower optim.lr or set optim.clip_norm (no checkpoint of "
+             "this state is written)", (unsigned long long)step, t->rank, what,
+             finite_kind(bad_v), bad_i);
+}
+
+void train_report_local(Trainer *t, uint64_t step, const OptStep *os)
+{
+    if (t->pend_code) return;
+    size_t bad_i = 0;
+    int bad_a = 0;
+    float bad_v = 0;
+    if (optstep_nonfinite(os, &bad_i, &bad_a, &bad_v)) {
+        char msg[1024];
+        update_msg(t, step, bad_a, bad_i, bad_v, msg, sizeof msg);
+        train_pend(t, MT_EX_SOFTWARE, 0, "%s", msg);
+        return;
+    }
+    for (int k = t->split.mb_lo; k < t->split.mb_hi; k++)
+        if (!isfinite(t->mb_loss[k])) {
+            train_pend(t, MT_EX_SOFTWARE, 0, "step %llu: loss is %g (micro-batch %d, computed "
+                       "on rank %d): training diverged; lower optim.lr or set "
+                       "optim.clip_norm", (unsigned long long)step, t->mb_loss[k], k, t->rank);
+            return;
+        }
+}
+
 int train_report_outcome(Trainer *t, uint64_t step, const OptStep *os, double *loss)
 {
     size_t bad_i = 0;
     int bad_a = 0, failed = -1;
     float bad_v = 0;
     int bad = optstep_nonfinite(os, &bad_i, &bad_a, &bad_v);
+    int mine = t->pend_code ? t->pend_code : bad ? MT_EX_SOFTWARE : 0;
     /* one allreduce: the loss contributions are disjoint (an exact sum), and each rank's
      * status says whether its update wrote a non-finite value */
-    int code = comm_agree_flags(t->comm, bad ? MT_EX_SOFTWARE : 0, t->mb_loss, t->M, &failed);
+    int code = comm_agree_flags(t->comm, mine, t->mb_loss, t->M, &failed);
     *loss = exec_tree_sum_f64(t->mb_loss, 0, t->M) / t->B;
     int loss_bad = !isfinite(*loss);
     if (!loss_bad && !code) return 0;
@@ -256,15 +305,15 @@ int train_report_outcome(Trainer *t, uint64_t step, const OptStep *os, double *l
     if (code) {
         progress_clear();
         if (failed == t->rank) {
-            char what[320];
-            array_name(t, bad_a, bad_i, what, sizeof what);
-            log_error("step %llu: the optimizer update on rank %d made %s %s (slab index %zu): "
-                      "training diverged; lower optim.lr or set optim.clip_norm (no "
-                      "checkpoint of this state is written)",
-                      (unsigned long long)step, t->rank, what, finite_kind(bad_v), bad_i);
+            char msg[1024];
+            if (!t->pend_code) update_msg(t, step, bad_a, bad_i, bad_v, msg, sizeof msg);
+            log_error("%s", t->pend_code ? t->pend_msg : msg);
         }
-        if (t->rank == 0 && failed != 0)
+        if (t->rank == 0 && failed != 0 && t->agree_every <= 1)
             log_error("step %llu: rank %d's update wrote a non-finite value (message above); "
+                      "stopping", (unsigned long long)step, failed);
+        else if (t->rank == 0 && failed != 0) /* the failure may be of an earlier step */
+            log_error("step %llu: rank %d met a non-finite loss or update (message above); "
                       "stopping", (unsigned long long)step, failed);
     }
     return MT_EX_SOFTWARE;

@@ -2,7 +2,8 @@
  * the executor computes the rank's micro-batches and reports each finished gradient
  * range to the strategy, which reduces it while the backward goes on; then the loss, the
  * optional clipping, and the strategy's update; then the agreement on the step's outcome
- * (its loss, and whether any rank's update wrote a NaN or inf: train_report.c).  Which
+ * (its loss, and whether any rank's update wrote a NaN or inf: train_report.c) when the
+ * step is one the ranks agree on (train.c; otherwise each rank checks its own).  Which
  * strategy runs, and whether the optimizer is fused into the backward or the reduction,
  * is the strategy's business. */
 #include <math.h>
@@ -19,28 +20,47 @@ static void run_on_exec(void *exec, size_t n, StrategyRangeFn fn, void *arg)
     exec_parallel_range(exec, n, fn, arg);
 }
 
+/* The step's optimizer and its learning rate (StrategyStep.scale) */
+typedef struct {
+    OptStep os; /* first: update_arg points to it */
+    float lr;
+} StepOpt;
+
+static void scale_step(void *arg, float lr_factor, float grad_factor)
+{
+    StepOpt *o = arg;
+    o->os.lr = o->lr * lr_factor;
+    o->os.grad_scale = grad_factor;
+}
+
 int train_step(Trainer *t, uint64_t step, Batch *b, double *loss_out, double *norm_out)
 {
     const Config *c = &t->cfg;
     double t0 = now_s();
     if (b) trace_event(t->trace, "data", t0 - b->wait_s, t0, step);
 
-    OptStep os;
-    optstep_begin(&os, t->dev, &t->oc, sched_lr(&t->sc, step, t->total_steps), step + 1,
-                  t->params, t->grads, t->states, t->nstates);
-    StrategyStep ss = {.step = step, .update = optstep_update, .update_arg = &os,
-                       .global = c->optim_clip_norm > 0, .hold = t->ckpt_fence};
+    StepOpt so = {.lr = sched_lr(&t->sc, step, t->total_steps)};
+    OptStep *os = &so.os;
+    optstep_begin(os, t->dev, &t->oc, so.lr, step + 1, t->params, t->grads, t->states,
+                  t->nstates);
+    StrategyStep ss = {.step = step, .update = optstep_update, .update_arg = os,
+                       .global = c->optim_clip_norm > 0, .hold = t->ckpt_fence,
+                       .scale = scale_step};
     StrategyHooks h;
     strategy_step_begin(t->strategy, &ss, t->params, t->grads, &h);
+    float *grads = h.grads ? h.grads : t->grads; /* where this step's gradient goes */
 
     watchdog_step(step, "compute");
     int64_t correct = 0;
     memset(t->mb_loss, 0, t->M * sizeof(double));
     straggler_step(&t->slow, t->rank, step); /* run.slow: off by default */
-    if (t->split.computes) { /* b: this rank's micro-batches */
+    if (t->split.computes && !b) {
+        /* a data error kept for the next agreement (train.c): this rank pushes zeros */
+        memset(grads, 0, t->model.nparams * sizeof(float));
+    } else if (t->split.computes) { /* b: this rank's micro-batches */
         exec_set_chunk_hook(t->exec, h.chunk_done, h.chunk_arg);
         exec_train(t->exec, h.params ? h.params : t->params, b->x, b->y, (uint64_t)c->train_seed, step,
-                   t->split.mb_lo, 1.0f / (float)t->B, t->grads, t->mb_loss + t->split.mb_lo,
+                   t->split.mb_lo, 1.0f / (float)t->B, grads, t->mb_loss + t->split.mb_lo,
                    &correct, h.ready, h.poll, h.arg);
         exec_set_chunk_hook(t->exec, NULL, NULL);
     }
@@ -58,13 +78,15 @@ int train_step(Trainer *t, uint64_t step, Batch *b, double *loss_out, double *no
     double norm = NAN;
     if (ss.global) {
         strategy_clip_partials(t->strategy, t->grads, t->clip_partial);
-        optstep_clip(&os, t->clip_partial, clip_nblocks(t->model.nparams),
+        optstep_clip(os, t->clip_partial, clip_nblocks(t->model.nparams),
                      (float)c->optim_clip_norm, &norm);
     }
     strategy_update(t->strategy, run_on_exec, t->exec);
     /* the loss (canonical tree) and every rank's finite check of its update, agreed */
-    double loss;
-    int st = train_report_outcome(t, step, &os, &loss);
+    double loss = NAN;
+    int st = 0;
+    if (t->agree_now) st = train_report_outcome(t, step, os, &loss);
+    else train_report_local(t, step, os); /* kept for the next agreement (train.c) */
     if (st) return st;
     t->step = step + 1;
     double t1 = now_s();

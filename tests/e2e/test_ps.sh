@@ -107,8 +107,6 @@ done
 note "impossible placements are refused before training"
 expect_exit 78 mpi 2 train "$J" "${ps[@]}" --set parallel.servers=2 --set run.dir="$WORK/runs/bad"
 expect_out "leaves no worker"
-expect_exit 78 mpi 2 train "$J" "${ps[@]}" --set parallel.consistency=async --set run.dir="$WORK/runs/bad"
-expect_out "parallel.consistency = async is not available"
 expect_exit 78 mpi 2 train "$J" "${ps[@]}" --set parallel.server_ranks=spread --set run.dir="$WORK/runs/bad"
 expect_out "parallel.server_ranks = spread"
 expect_exit 78 mpi 2 train "$J" --set parallel.mode=ps --set parallel.zero=1 --set run.dir="$WORK/runs/bad"

@@ -1,0 +1,114 @@
+/* strategy_ps_impl.h — the parameter-server strategy's handle and the helpers its files
+ * share (nobody else includes it):
+ *   strategy_ps.c        roles, ranges, chunks, sync and delayed, checkpoints, the table
+ *   strategy_ps_async.c  ssp (the newest version within the bound) and async (each push
+ *                        applied on arrival)
+ * docs/design.md §6 describes the protocol of every consistency. */
+#ifndef MPITRAIN_PARALLEL_STRATEGY_PS_IMPL_H
+#define MPITRAIN_PARALLEL_STRATEGY_PS_IMPL_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+#include "parallel/strategy.h"
+
+#define PS_CHUNK (64 * 1024) /* floats per message (256 KB) */
+#define PS_WINDOW 4          /* chunks a server receives at once */
+#define PS_TAG_GRAD 1
+#define PS_TAG_PARAM 2
+#define PS_TAG_STALE 3       /* async: a server tells a worker the staleness of its push */
+#define PS_TAG_ASYNC 16      /* async: chunk i of a server's range is pushed with tag
+                                PS_TAG_ASYNC + 2i, its parameters return with + 2i + 1 */
+#define PS_ASYNC_POOL 2      /* async: reply buffers per worker on a server */
+
+enum { PS_SYNC, PS_DELAYED, PS_SSP, PS_ASYNC };
+
+typedef struct {
+    size_t lo, hi; /* slab range */
+    int server;    /* its server's index */
+    int idx;       /* its index among its server's chunks (async tags) */
+} PsChunk;
+
+typedef struct {
+    Strategy base;
+    Comm *comm;
+    size_t nparams;
+    int S, W;
+    int first;           /* servers are ranks 0..S-1 (else the last S) */
+    int server;          /* this rank's server index, or -1 (a worker) */
+    int worker;          /* this rank's worker index, or -1 (a server) */
+    size_t *rlo, *rhi;   /* (S) the servers' ranges */
+    char mode[64];
+    /* the chunks: of the whole slab (worker) or of this server's range (server), in the
+     * order workers push them: descending offsets */
+    PsChunk *chunks;
+    int nchunks;
+    CommP2p *set;
+    unsigned char *busy; /* (slots) 1 while the slot's request is in flight */
+    int nslots;
+    int inflight;        /* requests posted and not yet seen finished */
+    int yield;           /* more ranks on this node than CPUs: waiting yields the CPU */
+    /* the step */
+    StrategyStep step;
+    float *params, *grads;
+    int fused;           /* server: the update is applied chunk by chunk as summed */
+    double t_exposed, t_comm;
+    StrategyStats st;    /* the step's figures */
+    /* worker */
+    int cons;            /* PS_SYNC, PS_DELAYED, PS_SSP or PS_ASYNC */
+    int stale;           /* delayed, ssp: parallel.staleness s (sync, async: 0) */
+    float **ring;        /* (s + 1) parameter versions: version v in ring[v % (s + 1)]; s = 0: NULL */
+    float **gring;       /* (s + 1) gradient slabs: step t's in gring[t % (s + 1)]; s = 0: NULL */
+    uint64_t t0;         /* the first step of this run (after a resume: its step) */
+    int started;
+    uint64_t cur;        /* the step in progress */
+    float *recv_into;    /* where this step's new parameters go (version cur + 1) */
+    size_t ready_lo;     /* every offset >= ready_lo has its final local gradient */
+    int next;            /* next chunk to push */
+    /* server: window buffer i holds the partials of chunk (k % PS_WINDOW == i) */
+    float *rbuf;         /* (PS_WINDOW, W, PS_CHUNK) */
+    int arrived[PS_WINDOW];
+    int posted;          /* chunks whose receives have been posted */
+    int done;            /* chunks summed (and, when fused, updated and sent) */
+    int sent;            /* chunks whose parameters have been sent */
+    /* async (strategy_ps_async.c) */
+    float *stale_in;     /* worker: (S) each server's staleness of this step's push */
+    float *pool;         /* server: (PS_ASYNC_POOL * W, PS_CHUNK) reply buffers */
+    float *stale_out;    /* server: (W) the staleness message to each worker */
+    uint64_t *applied;   /* server: (nchunks) pushes applied to each chunk */
+    uint64_t *seen;      /* server: (W, nchunks) applied[k] when worker w last got chunk k */
+    int *got;            /* server: (W) pushes received from each worker */
+    int *smax;           /* server: (W) largest staleness of the worker's pushes this step */
+    int consumed;        /* server: pushes applied in this step (W * nchunks make a step) */
+    int listening;       /* server: the chunk receives are posted */
+} PsStrategy;
+
+
+/* strategy_ps.c */
+int ps_server_rank(const PsStrategy *p, int s);
+int ps_worker_rank(const PsStrategy *p, int w);
+/* Post a send / a receive of n floats in request slot `slot` (counted in the stats). */
+void ps_post_send(PsStrategy *p, int slot, const float *buf, size_t n, int dest, int tag);
+void ps_post_recv(PsStrategy *p, int slot, float *buf, size_t n, int source, int tag);
+/* One finished request's slot (block: wait for one), or -1 when none; *st its status. */
+int ps_next_done(PsStrategy *p, int block, CommStatus *st);
+/* Wait until every request in slots [a, b) has finished. */
+void ps_wait_slots(PsStrategy *p, int a, int b);
+/* 1 when every request in slots [a, b) has finished (does not wait). */
+int ps_slots_done(PsStrategy *p, int a, int b);
+/* Waiting: yield the CPU when ranks outnumber the cores or after many spins. */
+void ps_relax(const PsStrategy *p, int spins);
+
+/* strategy_ps_async.c.  Request slots and buffers the async mode needs (the number of
+ * slots; allocates its buffers) and their release. */
+int ps_async_create(PsStrategy *p);
+void ps_async_free(PsStrategy *p);
+/* ssp: the newest complete parameter version for worker step t, at least t - s (the
+ * caller has waited for t - s); first: the run's first version t0. */
+uint64_t ps_ssp_version(PsStrategy *p, uint64_t t);
+/* async: the step through the strategy table (worker and server). */
+void ps_async_step_begin(PsStrategy *p, StrategyHooks *h);
+void ps_async_reduce_end(PsStrategy *p);
+void ps_async_update(PsStrategy *p);
+
+#endif
