@@ -6,6 +6,8 @@
 #   2 cores with the workers here); bytes pushed per worker and step against the formula
 #   4 * nparams; the busiest server's bytes against 4 * W * max range; the servers' balance.
 #   one worker made 2x slower (run.slow): allreduce, PS sync, PS delayed s=2.
+#   then scripts/bench_ps_straggler.sh: the straggler experiment for every consistency,
+#   time to 88 % test accuracy included (results/ps-straggler.csv and .png).
 # REPS=N (default 3).
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -71,3 +73,4 @@ for c in "${cases[@]}"; do
     echo "$model,$nparams,$mode,$servers,$workers,$np,$slow,$sps,$REPS,$push,$((4 * nparams)),$srv,$bal,$(awk -v a="$sps" -v b="$base" 'BEGIN{printf "%.3f", a/b}')" >> "$R/ps.csv"
 done
 cat "$R/ps.csv"
+bash scripts/bench_ps_straggler.sh
