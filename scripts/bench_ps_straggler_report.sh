@@ -40,7 +40,7 @@ set multiplot layout 1,2 title "one straggling worker (rank 1), 2 workers: $(dat
 set style data histograms; set style histogram clustered gap 1; set style fill solid 0.8 border -1
 set boxwidth 0.9; set grid ytics; set yrange [0:*]; set key below horizontal
 set title "samples/s (median)"; plot "$TMP_R.dat" using 2:xtic(1) title "persistent 2x", '' using 3 title "intermittent 4x every 4th"
-set title "training s to the target accuracy (median; no bar: not reached or failed)"
+set title "training s to target accuracy (median; no bar: not reached)"
 plot "$TMP_R.dat" using 4:xtic(1) title "persistent 2x", '' using 5 title "intermittent 4x every 4th"
 unset multiplot
 EOF
