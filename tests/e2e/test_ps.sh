@@ -5,7 +5,9 @@
 # rank), with and without clipping, 1 or 2 servers, servers first or last; delayed with
 # s = 0 is sync, with s = 2 reproducible and independent of server and worker counts; checkpoints
 # move between the modes and between server and worker counts; SIGTERM checkpoints and
-# exits 75; kill -9 of a server or a worker ends the job within 10 s; impossible
+# exits 75; kill -9 of a server or a worker ends the job within 10 s, mpirun naming
+# the rank (the start line gives its role), and --resume auto with another server and
+# worker count ends with the uninterrupted bits; impossible
 # placements are refused before training (exit 78, naming the keys).
 source "$(dirname "$0")/lib.sh"
 need_fmnist
@@ -87,13 +89,13 @@ grep -q "resumed from .*step-0*$stopped.h5" "$WORK/term.2.log" || fail "did not 
 same_arrays "$REF" "$(final_ckpt "$run")" /model /optim
 echo "stopped at step $stopped by SIGTERM (exit 75), resumed with 2 servers: equal"
 
-note "kill -9 of a worker and of a server: the job exits non-zero within 10 s"
+note "kill -9 of a worker and of a server: non-zero exit within 10 s naming the rank; resume auto on another S and W: same bits"
 for victim in first last; do
     run=$WORK/runs/k$victim
-    start_bg "$WORK/k$victim.log" 3 train "$J" "${ps[@]}" --set train.steps=100000 --set run.dir="$run"
+    start_bg "$WORK/k$victim.log" 3 train "$J" "${common[@]}" "${ps[@]}" --set run.dir="$run"
     wait_ckpt "$run" 40
     pids=($(rank_pids)); [ ${#pids[@]} -eq 3 ] || fail "expected 3 ranks, found ${#pids[@]}"
-    if [ $victim = first ]; then v=${pids[0]}; else v=${pids[2]}; fi
+    if [ $victim = first ]; then v=${pids[0]} r=0 role=worker; else v=${pids[2]} r=2 role=server; fi
     t0=$(date +%s.%N)
     kill -9 "$v"
     wait_bg
@@ -101,7 +103,17 @@ for victim in first last; do
     [ "$BG_RC" -ne 0 ] || fail "exit 0 after kill -9 of the $victim rank"
     awk -v d="$dt" 'BEGIN{exit !(d <= 10)}' || fail "took $dt s to exit after kill -9 of the $victim rank"
     [ -z "$(rank_pids)" ] || fail "ranks left running after the job ended"
-    echo "kill -9 of the $victim rank (pid $v) -> exit $BG_RC after $dt s"
+    stopped=$(latest_step "$run"); [ "$stopped" -lt $S ] || fail "the job finished before the kill"
+    grep -q "rank $r .*signal 9" "$WORK/k$victim.log" || { tail -n 15 "$WORK/k$victim.log"; fail "the end of the job does not name rank $r"; }
+    grep -qE "parameter servers: .*$role" "$WORK/k$victim.log" || fail "the start line names no $role"
+    echo "kill -9 of rank $r, a $role (pid $v) -> exit $BG_RC after $dt s, rank named; last checkpoint at step $stopped"
+    # resume with another server and worker count: S=1, W=4 after the worker; S=2, W=2 after the server
+    if [ $victim = first ]; then np=5 srv=1; else np=4 srv=2; fi
+    mpi $np train "$J" "${common[@]}" "${ps[@]}" --set parallel.servers=$srv --set run.dir="$run" --resume auto \
+        >"$WORK/k$victim.2.log" 2>&1 || { tail -n 20 "$WORK/k$victim.2.log"; fail "resume after kill -9 of the $role"; }
+    grep -q "resumed from .*step-0*$stopped.h5" "$WORK/k$victim.2.log" || fail "did not resume from step $stopped"
+    same_arrays "$REF" "$(final_ckpt "$run")" /model /optim
+    echo "resumed with $srv server(s) and $((np - srv)) workers from step $stopped: bitwise equal to the uninterrupted run"
 done
 
 note "impossible placements are refused before training"
