@@ -181,6 +181,9 @@ char *ckpt_config_read(hid_t f, char *why, size_t nwhy, uint64_t *stored, int *h
     char *text = NULL;
     if (H5Tget_class(ft) != H5T_STRING || H5Tis_variable_str(ft) > 0) {
         snprintf(why, nwhy, "/config is not a fixed-length string");
+    } else if (H5Dget_storage_size(d) < H5Tget_size(ft)) { /* a size the type merely claims */
+        snprintf(why, nwhy, "it holds %llu of the %zu bytes its type says",
+                 (unsigned long long)H5Dget_storage_size(d), H5Tget_size(ft));
     } else {
         size_t sz = H5Tget_size(ft);
         hid_t mt = H5Tcopy(H5T_C_S1);

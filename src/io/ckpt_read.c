@@ -149,8 +149,10 @@ void ckpt_close_file(CkptIn *in)
 
 /* Read float dataset `d` described by di into dst (di->count floats) or, when dst is
  * NULL, piecewise into scratch (CKPT_PIECE_BYTES) only to hash it; a row larger than
- * scratch is read into a buffer of one row, allocated once the file is seen to hold the
- * array's bytes.  *h = its xxh3_64.  Returns 0 or -1 with why. */
+ * scratch is read into a buffer of one row.  A hash-only read first checks that the file
+ * holds the array's bytes (arrays are stored contiguous and raw), so neither the time
+ * nor the memory it takes can be set by a shape the file merely claims.  *h = its
+ * xxh3_64.  Returns 0 or -1 with why. */
 static int read_hash_f32(const CkptIn *in, hid_t d, const DsInfo *di, float *dst,
                          float *scratch, uint64_t *h, char *why, size_t nwhy)
 {
@@ -158,7 +160,7 @@ static int read_hash_f32(const CkptIn *in, hid_t d, const DsInfo *di, float *dst
     uint64_t row = rows ? di->count / rows : 0;
     uint64_t per = row ? MT_MAX((uint64_t)1, CKPT_PIECE_BYTES / 4 / row) : 1;
     float *big = NULL;
-    if (!dst && row > CKPT_PIECE_BYTES / 4) {
+    if (!dst) {
         ckpt_rlock(in);
         hsize_t stored = H5Dget_storage_size(d);
         ckpt_runlock();
@@ -167,7 +169,7 @@ static int read_hash_f32(const CkptIn *in, hid_t d, const DsInfo *di, float *dst
                      (unsigned long long)(di->count * 4));
             return -1;
         }
-        big = xmalloc(row * 4);
+        if (row > CKPT_PIECE_BYTES / 4) big = xmalloc(row * 4);
     }
     XXH3_state_t *st = ckpt_hash_new();
     int rc = 0;

@@ -11,7 +11,8 @@
 void config_write(const Config *c, FILE *f, int with_help)
 {
     const char *cur = NULL;
-    char val[1200], allowed[256];
+    /* a string quoted and escaped: up to twice its length + 2 (model.layers is longest) */
+    char val[2 * sizeof c->model_layers + 3], allowed[256];
     for (int i = 0; i < config_nkeys; i++) {
         const KeyDesc *k = &config_keys[i];
         if (!cur || strcmp(cur, k->section) != 0) {

@@ -172,9 +172,10 @@ static int read_shard_table(hid_t fid, const char *path, int64_t *n_out,
     if (fi >= 0) fmem = H5Tget_member_type(ft, (unsigned)fi);
     if (ci >= 0) cmem = H5Tget_member_type(ft, (unsigned)ci);
     if (fi < 0 || ci < 0 || H5Tget_class(fmem) != H5T_STRING ||
-        H5Tget_class(cmem) != H5T_INTEGER || H5Sget_simple_extent_ndims(sp) != 1) {
+        H5Tget_class(cmem) != H5T_INTEGER || H5Tget_size(cmem) > 8 ||
+        H5Sget_simple_extent_ndims(sp) != 1) {
         rc = err_set(MT_EX_DATAERR, "%s: dataset 'shards' must be a 1-D compound of "
-                     "{file: string, count: integer}", path);
+                     "{file: string, count: integer of at most 64 bits}", path);
         goto out;
     }
     hssize_t n = H5Sget_simple_extent_npoints(sp);
@@ -443,7 +444,7 @@ int dataset_shard_open(const DatasetInfo *info, const DatasetShardEntry *e, int 
         goto out;
     }
     t = H5Dget_type(h->yid);
-    if (H5Tget_class(t) != H5T_INTEGER) {
+    if (H5Tget_class(t) != H5T_INTEGER || H5Tget_size(t) > 8) { /* read as int32 */
         h5_type_name(t, tn, sizeof tn);
         rc = err_set(MT_EX_DATAERR, "shard %s: y has dtype %s; labels must be int32", path, tn);
         goto out;

@@ -3,13 +3,14 @@
 # (TRIAGE_TIMEOUT seconds at most, default 5) and prints one line per input:
 #   CLASS  KIND  WHERE  FILE
 #   CLASS  ours  the first frame of the report outside the sanitizers, libc and libFuzzer
-#                (and our xmalloc/fatal/CHECK wrappers) is in our code: a bug to fix
+#                (and our xmalloc/fatal/CHECK wrappers) is in our code, or the bad access
+#                is to a buffer our code allocated: a bug to fix
 #          hdf5  that frame is inside libhdf5: HDF5 failing on a damaged file
 #          pass  the input does not fail when run alone (e.g. a process-state effect)
 #   KIND   what the sanitizer or libFuzzer reported (heap-buffer-overflow, timeout, ...)
 #   WHERE  that frame's function (and file:line for our code)
-# A crash inside HDF5 caused by a wrong call of ours would also read "hdf5": every such
-# class was checked by hand (docs/fuzzing.md lists them).  Leaks are checked with the
+# A crash inside HDF5 caused by a wrong call of ours that does not touch a buffer of ours
+# would still read "hdf5": every such class was checked by hand (docs/fuzzing.md).  Leaks are checked with the
 # suppressions of tests/san/lsan.supp and complete stacks.  Exit 1 if any input is ours.
 set -u
 cd "$(dirname "$0")/../.."
@@ -42,6 +43,16 @@ for f in "$@"; do
     where=$(grep -m1 -oE '[a-z_/]+\.c:[0-9]+:[0-9]+: runtime error' <<<"$out" | sed 's/: runtime error//')
     if [ -n "$where" ]; then
         printf 'ours  %s  %s  %s\n' "$kind" "$where" "$f"; status=1; continue
+    fi
+    # a bad access to a buffer of ours (e.g. HDF5 writing past a buffer we sized) is ours:
+    # the first frame of the "allocated by" stack decides
+    alloc=$(sed -n '/allocated by thread/,/^$/p' <<<"$out" | grep -E '^ *#[0-9]+ 0x[0-9a-f]+ in ' |
+            grep -vE ' in (__sanitizer|__asan|__interceptor|__libc|fuzzer::)' |
+            grep -vE ' in (malloc|calloc|realloc|posix_memalign|aligned_alloc|memalign|str[a-z]*|xmalloc|xcalloc|xaligned|xstrdup) ' |
+            grep -vE '(libc\.so|libclang_rt|libasan|libubsan)' | head -n 1)
+    if [ -n "$alloc" ] && [[ "$alloc" != *libhdf5* ]]; then
+        func=$(sed -E 's/.* in ([^ ]+).*/\1/' <<<"$alloc")
+        printf 'ours  %s  in a buffer allocated by %s  %s\n' "$kind" "$func" "$f"; status=1; continue
     fi
     frame=$(grep -E '^ *#[0-9]+ 0x[0-9a-f]+ in ' <<<"$out" |
             grep -vE ' in (__sanitizer|__asan|__lsan|__ubsan|__interceptor|__libc|__GI_|__mem|__str|fuzzer::)' |
