@@ -13,7 +13,8 @@
 # HDF5's own error stack ("HDF5-DIAG", "#000: ...", "H5Fopen()") must not show.
 # The inputs are those the in-process harness finds failing inside HDF5 (triage.sh:
 # class hdf5): this is what stands between such a file and the user.
-# Prints one line per command:  ok|BAD  EXIT  SECONDS  COMMAND; exits 1 if any is BAD.
+# Prints a line "== FILE" per input, then one per command:  ok|BAD  EXIT  SECONDS  COMMAND;
+# exits 1 if any is BAD.
 set -u
 cd "$(dirname "$0")/../.."
 n=$1; shift
@@ -48,6 +49,7 @@ run() { # NAME_IN_MESSAGES COMMAND...
     fi
 }
 for f in "$@"; do
+    echo "== $f"
     case $n in
     ckpt)
         c=$tmp/step-00000001.h5
