@@ -4,8 +4,6 @@
 #include <string.h>
 #include <unistd.h>
 
-#include <hdf5.h>
-
 #include "cli/cli.h"
 #include "core/common.h"
 #include "io/config.h"
@@ -37,16 +35,6 @@ static void usage(FILE *f)
 
 int main(int argc, char **argv)
 {
-    /* HDF5 without its clean-up at exit: started here, before MPI_Init (so it hooks no
-     * clean-up onto MPI_Finalize either) and told not to register one with atexit.  A
-     * damaged file that HDF5 read (a dataset written by h5py: nobody checked its bytes)
-     * can leave HDF5's own heap blocks damaged without any call failing at once; its
-     * clean-up then walked them and crashed (SIGSEGV, or glibc's abort) after the command
-     * had reported the file and chosen its exit code (found by tests/fuzz/guarded.sh).
-     * Every file is closed by the code that opened it, so the clean-up had nothing to
-     * write: the process's exit returns the memory. */
-    H5dont_atexit();
-    H5open();
     if (argc < 2) {
         usage(stderr);
         return MT_EX_USAGE;
