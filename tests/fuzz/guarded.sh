@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # guarded.sh NAME FILE... — replays fuzz inputs through the real program, as a user would
-# meet them: build/mpitrain (no sanitizers), HDF5 reads bounded by io/h5_guard.c
+# meet them: build/mpitrain (no sanitizers; GUARD_BIN= another), HDF5 reads bounded by io/h5_guard.c
 # (MPITRAIN_HDF5_TIMEOUT, here GUARD_BOUND seconds, default 2).  For the harnesses that
 # read HDF5 files:
 #   ckpt     FILE is a checkpoint:            mpitrain ckpt verify FILE; mpitrain ckpt info FILE
@@ -18,7 +18,7 @@
 set -u
 cd "$(dirname "$0")/../.."
 n=$1; shift
-BIN=${MPITRAIN:-$PWD/build/mpitrain}
+BIN=${GUARD_BIN:-$PWD/build/mpitrain}   # the product, never a sanitizer build (ASan stops at HDF5's overlaps)
 [ -x "$BIN" ] || { echo "guarded.sh: $BIN is not built (make)" >&2; exit 2; }
 export MPITRAIN_HDF5_TIMEOUT=${GUARD_BOUND:-2}
 limit=$(awk -v b="$MPITRAIN_HDF5_TIMEOUT" 'BEGIN { printf "%d", 3 * b + 5 }')

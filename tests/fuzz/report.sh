@@ -51,7 +51,7 @@ printf '%-16s %9s execs %5s exec/s  oom/timeout/crash %-10s triage: ours %d, hdf
     "$tag" "${execs:-?}" "${speed:-?}" "${otc:-?}" "$ours" "$inhdf5" "$passed" "$gn" "$gok" "$gbad" \
     "$(ls "$corpus" | wc -l)" "$([ $leaks = 0 ] && echo none || echo "FOUND ($B/leaks-$tag.log)")"
 csv=results/fuzz.csv
-[ -s "$csv" ] || echo "date,cpu,harness,seeds,seconds,executions,exec_per_s,ooms,timeouts,crashes,ours,hdf5,pass,guarded_inputs,guarded_ok,guarded_bad,corpus,leaks" >"$csv"
+[ -s "$csv" ] || echo "date,cpu,harness,seeds,seconds,executions,exec_per_s,ooms,timeouts,crashes,ours,hdf5,pass,guarded_inputs,guarded_ok,guarded_bad,corpus,leaks,note" >"$csv"
 IFS=/ read -r o t c <<<"${otc:-0/0/0}"
-echo "$(date -u +%Y-%m-%dT%H:%MZ),\"$(sed -n 's/^model name[[:space:]]*: //p' /proc/cpuinfo | head -n 1)\",$n,$sel,${secs:-0},${execs:-0},${speed:-0},$o,$t,$c,$ours,$inhdf5,$passed,$gn,$gok,$gbad,$(ls "$corpus" | wc -l),$leaks" >>"$csv"
+echo "$(date -u +%Y-%m-%dT%H:%MZ),\"$(sed -n 's/^model name[[:space:]]*: //p' /proc/cpuinfo | head -n 1)\",$n,$sel,${secs:-0},${execs:-0},${speed:-0},$o,$t,$c,$ours,$inhdf5,$passed,$gn,$gok,$gbad,$(ls "$corpus" | wc -l),$leaks," >>"$csv"
 [ "$ours" -eq 0 ] && [ "$gbad" -eq 0 ] && [ $leaks = 0 ]
