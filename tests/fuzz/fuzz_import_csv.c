@@ -18,13 +18,5 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
     const char *csv = fuzz_write("in.csv", data, size);
     c.out_dir = fuzz_path("out");
     int rc = dataset_import_csv(csv, &c);
-    fuzz_check_no_h5_leak("dataset_import_csv");
-    if (rc == 0 && dataset_verify(c.out_dir, fuzz_null()) != 0) {
-        fprintf(stderr, "an imported dataset fails verify: %s\n", err_msg());
-        abort();
-    }
-    fuzz_check_no_h5_leak("dataset_verify");
-    fuzz_clean();
-    err_clear();
-    return 0;
+    return fuzz_import_done(rc, "dataset_import_csv", c.out_dir);
 }

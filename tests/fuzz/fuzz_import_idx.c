@@ -28,13 +28,5 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
     const char *lab = fuzz_write("labels.idx", p + ni, n - ni);
     c.out_dir = fuzz_path("out");
     int rc = dataset_import_idx(img, lab, &c);
-    fuzz_check_no_h5_leak("dataset_import_idx");
-    if (rc == 0 && dataset_verify(c.out_dir, fuzz_null()) != 0) {
-        fprintf(stderr, "an imported dataset fails verify: %s\n", err_msg());
-        abort();
-    }
-    fuzz_check_no_h5_leak("dataset_verify");
-    fuzz_clean();
-    err_clear();
-    return 0;
+    return fuzz_import_done(rc, "dataset_import_idx", c.out_dir);
 }

@@ -11,6 +11,7 @@
 #include <unistd.h>
 
 #include "core/common.h"
+#include "io/dataset.h"
 
 static char g_dir[512];
 
@@ -109,4 +110,17 @@ uint64_t fuzz_take(const uint8_t **p, size_t *n, int bytes)
     uint64_t v = 0;
     for (int i = 0; i < bytes && *n; i++, (*p)++, (*n)--) v |= (uint64_t)**p << (8 * i);
     return v;
+}
+
+int fuzz_import_done(int rc, const char *who, const char *out_dir)
+{
+    fuzz_check_no_h5_leak(who);
+    if (rc == 0 && dataset_verify(out_dir, fuzz_null()) != 0) {
+        fprintf(stderr, "an imported dataset fails verify: %s\n", err_msg());
+        abort();
+    }
+    fuzz_check_no_h5_leak("dataset_verify");
+    fuzz_clean();
+    err_clear();
+    return 0;
 }

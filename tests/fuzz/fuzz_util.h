@@ -37,6 +37,11 @@ FILE *fuzz_null(void);
  * attribute is still open: `who` names the call that leaked it. */
 void fuzz_check_no_h5_leak(const char *who);
 
+/* The end of an import harness: rc is the import's result (`who` names it) and out_dir
+ * what it wrote.  A dataset the import accepted must pass dataset_verify (else abort, a
+ * finding); no HDF5 handle may stay open; the scratch directory is emptied and the error
+ * cleared.  Returns 0 (libFuzzer's "keep going"). */
+int fuzz_import_done(int rc, const char *who, const char *out_dir);
 /* A little-endian integer of `bytes` (1..8) bytes from *p (advancing *p and shrinking
  * *n); 0 when the input is exhausted.  For harnesses that split one input into parts. */
 uint64_t fuzz_take(const uint8_t **p, size_t *n, int bytes);
