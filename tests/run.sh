@@ -13,6 +13,9 @@ export OMPI_MCA_rmaps_base_oversubscribe=1
 export OMPI_MCA_btl_vader_single_copy_mechanism=none
 export OPENBLAS_NUM_THREADS=1
 export TMPDIR=${TMPDIR:-/tmp}
+# the GEMM planner measures in every test run but keeps nothing in the user's cache
+# (test_golden_bits.sh tests the cache with its own file)
+export MPITRAIN_PLAN_CACHE=${MPITRAIN_PLAN_CACHE:-off}
 suites=("$@"); [ ${#suites[@]} -eq 0 ] && suites=(unit mpi e2e)
 pass=0; fail=0; failed=()
 LOG=$BUILD/test-logs; mkdir -p "$LOG"

@@ -22,15 +22,33 @@
 #include <string.h>
 
 #include "core/common.h"
+#include "core/gemm_plan.h"
 #include "core/tree.h"
 
 #define GEMM_ALWAYS_INLINE inline __attribute__((always_inline))
 
+/* How a kernel walks one product (gemm_plan.h chooses among them by measurement; none
+ * changes a bit, since each C element stays one fma chain over p in order):
+ *   order 0: panels of B's columns outer, row tiles inner (a B panel stays in L1);
+ *   order 1: row tiles outer, panels inner (a tile's rows of A stay in L1);
+ *   kc > 0:  p cut into blocks of kc, rows into blocks of 96: the next block's chains
+ *            continue from the partial sums left in C (only where C is not accumulated
+ *            into), so a block of A and of B stay in L2 on CPUs with a small one;
+ *   pfb/pfa: software prefetch of B's rows / A's columns that lie further apart than
+ *            the L1 stride prefetcher follows; -1 = decide by the strides (default). */
+typedef struct {
+    int order, kc, pfb, pfa;
+} Walk;
+
+static const Walk WALK_DEFAULT = {0, 0, -1, -1};
+
 /* ---------------------------------------------------------------- portable C kernel */
 
-static void gemm_c(int m, int n, int k, const float *a, ptrdiff_t rsa, ptrdiff_t csa,
-                   const float *b, ptrdiff_t ldb, float *c, ptrdiff_t ldc, int accumulate)
+static void gemm_c(const Walk *w, int m, int n, int k, const float *a, ptrdiff_t rsa,
+                   ptrdiff_t csa, const float *b, ptrdiff_t ldb, float *c, ptrdiff_t ldc,
+                   int accumulate)
 {
+    (void)w; /* one walk: row by row */
     enum { JB = 256 };
     float s[JB];
     for (int i = 0; i < m; i++) {
@@ -51,31 +69,51 @@ static void gemm_c(int m, int n, int k, const float *a, ptrdiff_t rsa, ptrdiff_t
     }
 }
 
+
 #if GEMM_X86
+/* Rows of B (or columns of A) further apart than the L1 stride prefetcher follows (1 KB)
+ * are prefetched this many rows ahead: dx = dy W reads a new row of W for each p, and
+ * dW = dy^T x a new row of dy.  Measured: +20-25 % on the first (AVX-512), +10 % on the
+ * second (AVX2), -5 % where B's rows are adjacent, so only there. */
+#define GEMM_PF 16
+#define GEMM_PFA 8
+#define GEMM_PF_LDB 256
+
+static void walk_prefetch(const Walk *w, int k, ptrdiff_t csa, ptrdiff_t ldb, int *pfb, int *pfa)
+{
+    *pfb = w->pfb >= 0 ? w->pfb : ldb >= GEMM_PF_LDB && k >= 4 * GEMM_PF;
+    *pfa = w->pfa >= 0 ? w->pfa : csa >= GEMM_PF_LDB && k >= 16;
+    if (*pfb) *pfa = 0; /* one stream prefetched at a time */
+}
+
 /* ---------------------------------------------------------------- AVX-512 kernel */
 
 #define MR512 12
-/* Rows of B further apart than the L1 stride prefetcher follows (2 KB) are prefetched
- * this many rows ahead (dx = dy W: each p reads a new row of W).  Measured: +20-25 % on
- * that shape, -5 % where B's rows are adjacent, so only there. */
-#define GEMM_PF 16
-#ifndef GEMM_PF_LDB
-#define GEMM_PF_LDB 256
-#endif
 
+/* C tile (mr, 32) = [C +] chain; cont: the chains continue from the sums in C (k-blocks) */
 __attribute__((target("avx512f"))) static GEMM_ALWAYS_INLINE void
-tile512(const int mr, const int pf, const int full, int k, const float *a, ptrdiff_t rsa, ptrdiff_t csa, const float *b,
-        ptrdiff_t ldb, float *c, ptrdiff_t ldc, __mmask16 m0, __mmask16 m1, int accumulate)
+tile512(const int mr, const int pf, const int full, int cont, int k, const float *a,
+        ptrdiff_t rsa, ptrdiff_t csa, const float *b, ptrdiff_t ldb, float *c, ptrdiff_t ldc,
+        __mmask16 m0, __mmask16 m1, int accumulate)
 {
     __m512 c0[MR512], c1[MR512];
+    if (cont) {
 #pragma GCC unroll 12
-    for (int r = 0; r < mr; r++) c0[r] = c1[r] = _mm512_setzero_ps();
+        for (int r = 0; r < mr; r++) {
+            c0[r] = _mm512_maskz_loadu_ps(m0, c + (ptrdiff_t)r * ldc);
+            c1[r] = _mm512_maskz_loadu_ps(m1, c + (ptrdiff_t)r * ldc + 16);
+        }
+    } else {
+#pragma GCC unroll 12
+        for (int r = 0; r < mr; r++) c0[r] = c1[r] = _mm512_setzero_ps();
+    }
     for (int p = 0; p < k; p++) {
         const float *bp = b + (ptrdiff_t)p * ldb;
-        if (pf) {
+        if (pf == 1) {
             _mm_prefetch((const char *)(bp + GEMM_PF * ldb), _MM_HINT_T0);
             _mm_prefetch((const char *)(bp + GEMM_PF * ldb + 16), _MM_HINT_T0);
-        }
+        } else if (pf == 2)
+            _mm_prefetch((const char *)(a + (ptrdiff_t)(p + GEMM_PFA) * csa), _MM_HINT_T0);
         __m512 b0 = full ? _mm512_loadu_ps(bp) : _mm512_maskz_loadu_ps(m0, bp);
         __m512 b1 = full ? _mm512_loadu_ps(bp + 16) : _mm512_maskz_loadu_ps(m1, bp + 16);
         const float *ap = a + (ptrdiff_t)p * csa;
@@ -103,31 +141,32 @@ tile512(const int mr, const int pf, const int full, int k, const float *a, ptrdi
     }
 }
 
+/* the tiles of rows [i0, i1) (up to 12 rows each) in the panel of 32 columns at j0 */
 __attribute__((target("avx512f"))) static void
-gemm_avx512(int m, int n, int k, const float *a, ptrdiff_t rsa, ptrdiff_t csa,
-            const float *b, ptrdiff_t ldb, float *c, ptrdiff_t ldc, int accumulate)
+panel512(int i0, int i1, int j0, int m, int n, int pf, int cont, int k, const float *a,
+           ptrdiff_t rsa, ptrdiff_t csa, const float *b, ptrdiff_t ldb, float *c, ptrdiff_t ldc,
+           int accumulate)
 {
-    const int pf = ldb >= GEMM_PF_LDB && k >= 4 * GEMM_PF;
-    for (int j0 = 0; j0 < n; j0 += 32) {
-        int nj = n - j0;
-        __mmask16 m0 = nj >= 16 ? 0xFFFF : (__mmask16)((1u << nj) - 1u);
-        __mmask16 m1 = nj >= 32 ? 0xFFFF : nj <= 16 ? 0 : (__mmask16)((1u << (nj - 16)) - 1u);
-        const float *bj = b + j0;
-        for (int i0 = 0; i0 < m; i0 += MR512) {
-            const float *ai = a + (ptrdiff_t)i0 * rsa;
-            float *cij = c + (ptrdiff_t)i0 * ldc + j0;
-            switch (m - i0 >= MR512 ? MR512 : m - i0) {
-#define T512(R)                                                                           \
-    case R:                                                                               \
-        if (nj < 32) tile512(R, 0, 0, k, ai, rsa, csa, bj, ldb, cij, ldc, m0, m1, accumulate); \
-        else if (pf) tile512(R, 1, 1, k, ai, rsa, csa, bj, ldb, cij, ldc, m0, m1, accumulate); \
-        else tile512(R, 0, 1, k, ai, rsa, csa, bj, ldb, cij, ldc, m0, m1, accumulate);    \
+    (void)m;
+    int nj = n - j0;
+    __mmask16 m0 = nj >= 16 ? 0xFFFF : (__mmask16)((1u << nj) - 1u);
+    __mmask16 m1 = nj >= 32 ? 0xFFFF : nj <= 16 ? 0 : (__mmask16)((1u << (nj - 16)) - 1u);
+    const float *bj = b + j0;
+    for (; i0 < i1; i0 += MR512) {
+    const float *ai = a + (ptrdiff_t)i0 * rsa;
+    float *cij = c + (ptrdiff_t)i0 * ldc + j0;
+    switch (i1 - i0 >= MR512 ? MR512 : i1 - i0) {
+#define T512(R)                                                                                    \
+    case R:                                                                                        \
+        if (nj < 32) tile512(R, 0, 0, cont, k, ai, rsa, csa, bj, ldb, cij, ldc, m0, m1, accumulate);  \
+        else if (pf == 1) tile512(R, 1, 1, cont, k, ai, rsa, csa, bj, ldb, cij, ldc, m0, m1, accumulate); \
+        else if (pf == 2) tile512(R, 2, 1, cont, k, ai, rsa, csa, bj, ldb, cij, ldc, m0, m1, accumulate); \
+        else tile512(R, 0, 1, cont, k, ai, rsa, csa, bj, ldb, cij, ldc, m0, m1, accumulate);          \
         break;
-            T512(12) T512(11) T512(10) T512(9) T512(8) T512(7)
-            T512(6) T512(5) T512(4) T512(3) T512(2) T512(1)
+        T512(12) T512(11) T512(10) T512(9) T512(8) T512(7)
+        T512(6) T512(5) T512(4) T512(3) T512(2) T512(1)
 #undef T512
-            }
-        }
+    }
     }
 }
 
@@ -136,15 +175,29 @@ gemm_avx512(int m, int n, int k, const float *a, ptrdiff_t rsa, ptrdiff_t csa,
 #define MR256 6
 
 __attribute__((target("avx2,fma"))) static GEMM_ALWAYS_INLINE void
-tile256(const int mr, int k, const float *a, ptrdiff_t rsa, ptrdiff_t csa, const float *b,
-        ptrdiff_t ldb, float *c, ptrdiff_t ldc, __m256i m0, __m256i m1, int accumulate)
+tile256(const int mr, const int pf, const int full, int cont, int k, const float *a,
+        ptrdiff_t rsa, ptrdiff_t csa, const float *b, ptrdiff_t ldb, float *c, ptrdiff_t ldc,
+        __m256i m0, __m256i m1, int accumulate)
 {
     __m256 c0[MR256], c1[MR256];
+    if (cont) {
 #pragma GCC unroll 6
-    for (int r = 0; r < mr; r++) c0[r] = c1[r] = _mm256_setzero_ps();
+        for (int r = 0; r < mr; r++) {
+            c0[r] = _mm256_maskload_ps(c + (ptrdiff_t)r * ldc, m0);
+            c1[r] = _mm256_maskload_ps(c + (ptrdiff_t)r * ldc + 8, m1);
+        }
+    } else {
+#pragma GCC unroll 6
+        for (int r = 0; r < mr; r++) c0[r] = c1[r] = _mm256_setzero_ps();
+    }
     for (int p = 0; p < k; p++) {
         const float *bp = b + (ptrdiff_t)p * ldb;
-        __m256 b0 = _mm256_maskload_ps(bp, m0), b1 = _mm256_maskload_ps(bp + 8, m1);
+        if (pf == 1) _mm_prefetch((const char *)(bp + GEMM_PF * ldb), _MM_HINT_T0);
+        else if (pf == 2) _mm_prefetch((const char *)(a + (ptrdiff_t)(p + GEMM_PFA) * csa), _MM_HINT_T0);
+        /* unmasked loads where the tile is whole: a masked load costs an extra uop on
+         * the FMA ports of Intel cores (measured: +14 % for the MLP's products) */
+        __m256 b0 = full ? _mm256_loadu_ps(bp) : _mm256_maskload_ps(bp, m0);
+        __m256 b1 = full ? _mm256_loadu_ps(bp + 8) : _mm256_maskload_ps(bp + 8, m1);
         const float *ap = a + (ptrdiff_t)p * csa;
 #pragma GCC unroll 6
         for (int r = 0; r < mr; r++) {
@@ -156,12 +209,21 @@ tile256(const int mr, int k, const float *a, ptrdiff_t rsa, ptrdiff_t csa, const
 #pragma GCC unroll 6
     for (int r = 0; r < mr; r++) {
         float *cr = c + (ptrdiff_t)r * ldc;
-        if (accumulate) {
-            c0[r] = _mm256_add_ps(_mm256_maskload_ps(cr, m0), c0[r]);
-            c1[r] = _mm256_add_ps(_mm256_maskload_ps(cr + 8, m1), c1[r]);
+        if (full) {
+            if (accumulate) {
+                c0[r] = _mm256_add_ps(_mm256_loadu_ps(cr), c0[r]);
+                c1[r] = _mm256_add_ps(_mm256_loadu_ps(cr + 8), c1[r]);
+            }
+            _mm256_storeu_ps(cr, c0[r]);
+            _mm256_storeu_ps(cr + 8, c1[r]);
+        } else {
+            if (accumulate) {
+                c0[r] = _mm256_add_ps(_mm256_maskload_ps(cr, m0), c0[r]);
+                c1[r] = _mm256_add_ps(_mm256_maskload_ps(cr + 8, m1), c1[r]);
+            }
+            _mm256_maskstore_ps(cr, m0, c0[r]);
+            _mm256_maskstore_ps(cr + 8, m1, c1[r]);
         }
-        _mm256_maskstore_ps(cr, m0, c0[r]);
-        _mm256_maskstore_ps(cr + 8, m1, c1[r]);
     }
 }
 
@@ -171,32 +233,86 @@ __attribute__((target("avx2,fma"))) static __m256i lanes_below(int n)
     return _mm256_cmpgt_epi32(_mm256_set1_epi32(n), idx);
 }
 
+/* the tiles of rows [i0, i1) (up to 6 rows each) in the panel of 16 columns at j0 */
 __attribute__((target("avx2,fma"))) static void
-gemm_avx2(int m, int n, int k, const float *a, ptrdiff_t rsa, ptrdiff_t csa,
-          const float *b, ptrdiff_t ldb, float *c, ptrdiff_t ldc, int accumulate)
+panel256(int i0, int i1, int j0, int m, int n, int pf, int cont, int k, const float *a,
+           ptrdiff_t rsa, ptrdiff_t csa, const float *b, ptrdiff_t ldb, float *c, ptrdiff_t ldc,
+           int accumulate)
 {
-    for (int j0 = 0; j0 < n; j0 += 16) {
-        int nj = n - j0;
-        __m256i m0 = lanes_below(nj), m1 = lanes_below(nj - 8);
-        const float *bj = b + j0;
-        for (int i0 = 0; i0 < m; i0 += MR256) {
-            const float *ai = a + (ptrdiff_t)i0 * rsa;
-            float *cij = c + (ptrdiff_t)i0 * ldc + j0;
-            switch (m - i0 >= MR256 ? MR256 : m - i0) {
-#define T256(R) case R: tile256(R, k, ai, rsa, csa, bj, ldb, cij, ldc, m0, m1, accumulate); break;
-            T256(6) T256(5) T256(4) T256(3) T256(2) T256(1)
+    (void)m;
+    int nj = n - j0;
+    __m256i m0 = lanes_below(nj), m1 = lanes_below(nj - 8);
+    const float *bj = b + j0;
+    for (; i0 < i1; i0 += MR256) {
+    const float *ai = a + (ptrdiff_t)i0 * rsa;
+    float *cij = c + (ptrdiff_t)i0 * ldc + j0;
+    switch (i1 - i0 >= MR256 ? MR256 : i1 - i0) {
+#define T256(R)                                                                                    \
+    case R:                                                                                        \
+        if (nj < 16) tile256(R, 0, 0, cont, k, ai, rsa, csa, bj, ldb, cij, ldc, m0, m1, accumulate);  \
+        else if (pf == 1) tile256(R, 1, 1, cont, k, ai, rsa, csa, bj, ldb, cij, ldc, m0, m1, accumulate); \
+        else if (pf == 2) tile256(R, 2, 1, cont, k, ai, rsa, csa, bj, ldb, cij, ldc, m0, m1, accumulate); \
+        else tile256(R, 0, 1, cont, k, ai, rsa, csa, bj, ldb, cij, ldc, m0, m1, accumulate);          \
+        break;
+        T256(6) T256(5) T256(4) T256(3) T256(2) T256(1)
 #undef T256
-            }
+    }
+    }
+}
+
+typedef void (*PanelFn)(int, int, int, int, int, int, int, int, const float *, ptrdiff_t,
+                         ptrdiff_t, const float *, ptrdiff_t, float *, ptrdiff_t, int);
+
+/* the walk over tiles, common to both vector kernels (mr x nr tiles) */
+static GEMM_ALWAYS_INLINE void walk_tiles(const Walk *w, PanelFn panel, const int mr,
+                                          const int nr, int m, int n, int k, const float *a,
+                                          ptrdiff_t rsa, ptrdiff_t csa, const float *b,
+                                          ptrdiff_t ldb, float *c, ptrdiff_t ldc, int accumulate)
+{
+    /* k-blocks only where C holds nothing to accumulate into: the partial sums live there */
+    const int kc = w->kc > 0 && !accumulate && k > w->kc ? w->kc : k;
+    const int mb = kc < k ? 8 * mr : m; /* rows per block: 96 (AVX-512) or 48 (AVX2) */
+    for (int p0 = 0; p0 < k; p0 += kc) {
+        const int kk = MT_MIN(kc, k - p0), cont = p0 > 0;
+        const float *ak = a + (ptrdiff_t)p0 * csa, *bk = b + (ptrdiff_t)p0 * ldb;
+        int pfb, pfa;
+        walk_prefetch(w, kk, csa, ldb, &pfb, &pfa);
+        const int pf = pfb ? 1 : pfa ? 2 : 0;
+        const int acc = accumulate && p0 + kk == k;
+        if (w->order == 1) {
+            for (int i0 = 0; i0 < m; i0 += mr)
+                for (int j0 = 0; j0 < n; j0 += nr)
+                    panel(i0, MT_MIN(m, i0 + mr), j0, m, n, pf, cont, kk, ak, rsa, csa, bk, ldb, c, ldc, acc);
+            continue;
+        }
+        for (int ib = 0; ib < m; ib += mb) {
+            const int ie = MT_MIN(m, ib + mb);
+            for (int j0 = 0; j0 < n; j0 += nr)
+                panel(ib, ie, j0, m, n, pf, cont, kk, ak, rsa, csa, bk, ldb, c, ldc, acc);
         }
     }
+}
+
+static void gemm_avx512(const Walk *w, int m, int n, int k, const float *a, ptrdiff_t rsa,
+                        ptrdiff_t csa, const float *b, ptrdiff_t ldb, float *c, ptrdiff_t ldc,
+                        int accumulate)
+{
+    walk_tiles(w, panel512, MR512, 32, m, n, k, a, rsa, csa, b, ldb, c, ldc, accumulate);
+}
+
+static void gemm_avx2(const Walk *w, int m, int n, int k, const float *a, ptrdiff_t rsa,
+                      ptrdiff_t csa, const float *b, ptrdiff_t ldb, float *c, ptrdiff_t ldc,
+                      int accumulate)
+{
+    walk_tiles(w, panel256, MR256, 16, m, n, k, a, rsa, csa, b, ldb, c, ldc, accumulate);
 }
 
 #endif /* GEMM_X86 */
 
 /* ---------------------------------------------------------------- dispatch */
 
-typedef void (*GemmFn)(int, int, int, const float *, ptrdiff_t, ptrdiff_t, const float *,
-                       ptrdiff_t, float *, ptrdiff_t, int);
+typedef void (*GemmFn)(const Walk *, int, int, int, const float *, ptrdiff_t, ptrdiff_t,
+                       const float *, ptrdiff_t, float *, ptrdiff_t, int);
 
 static GemmFn g_fn;
 static GemmIsa g_isa;
@@ -254,6 +370,38 @@ const char *gemm_isa_name(void)
     return g_isa == GEMM_ISA_AVX512 ? "avx512" : g_isa == GEMM_ISA_AVX2 ? "avx2" : "c";
 }
 
+/* the walks named by gemm_plan.h, in its order */
+static const Walk WALKS[GEMM_NWALK] = {
+    [GEMM_WALK_J] = {0, 0, -1, -1},      [GEMM_WALK_J_PFA] = {0, 0, 0, -1},
+    [GEMM_WALK_J_NOPF] = {0, 0, 0, 0},   [GEMM_WALK_I] = {1, 0, -1, -1},
+    [GEMM_WALK_KC128] = {0, 128, -1, -1},
+};
+
+/* The walks that differ for this shape (one of each kind: a walk that would do exactly
+ * what an earlier one does is not a candidate), as a bit set. */
+static unsigned walk_candidates(int k, ptrdiff_t csa, ptrdiff_t ldb, int accumulate)
+{
+    if (g_isa == GEMM_ISA_C) return 1u;
+    int eff[GEMM_NWALK][4];
+    unsigned cand = 0;
+    for (int v = 0; v < GEMM_NWALK; v++) {
+        const Walk *w = &WALKS[v];
+        int kc = w->kc > 0 && !accumulate && k > w->kc ? w->kc : 0, pfb = 0, pfa = 0;
+#if GEMM_X86
+        walk_prefetch(w, kc ? kc : k, csa, ldb, &pfb, &pfa);
+#else
+        (void)csa;
+        (void)ldb;
+#endif
+        int e[4] = {w->order, kc, pfb, pfa}, dup = 0;
+        for (int u = 0; u < v && !dup; u++)
+            dup = (cand >> u & 1u) && !memcmp(eff[u], e, sizeof e);
+        memcpy(eff[v], e, sizeof e);
+        if (!dup) cand |= 1u << v;
+    }
+    return cand;
+}
+
 void gemm_f32(int m, int n, int k, const float *a, ptrdiff_t rsa, ptrdiff_t csa,
               const float *b, ptrdiff_t ldb, float *c, ptrdiff_t ldc, int accumulate)
 {
@@ -264,7 +412,11 @@ void gemm_f32(int m, int n, int k, const float *a, ptrdiff_t rsa, ptrdiff_t csa,
             for (int i = 0; i < m; i++) memset(c + (ptrdiff_t)i * ldc, 0, (size_t)n * sizeof(float));
         return;
     }
-    g_fn(m, n, k, a, rsa, csa, b, ldb, c, ldc, accumulate);
+    GemmShape s = {GEMM_KIND_PRODUCT, m, n, k, 0, accumulate, rsa, csa, ldb, ldc};
+    int slot, v = gemm_plan_choose(&s, walk_candidates(k, csa, ldb, accumulate), &slot);
+    double t0 = slot >= 0 ? now_s() : 0;
+    g_fn(&WALKS[v], m, n, k, a, rsa, csa, b, ldb, c, ldc, accumulate);
+    if (slot >= 0) gemm_plan_report(slot, v, now_s() - t0);
 }
 
 /* ---------------------------------------------------------------- tree of products */
@@ -296,8 +448,12 @@ __attribute__((target("avx2,fma"))) static void add_avx2(int mr, int nc, float *
 {
     for (int r = 0; r < mr; r++)
         for (int j = 0; j < nc; j += 8) {
-            __m256i mk = lanes_below(nc - j);
             float *dp = d + r * ldd + j;
+            if (nc - j >= 8) { /* unmasked where whole (see tile256) */
+                _mm256_storeu_ps(dp, _mm256_add_ps(_mm256_loadu_ps(dp), _mm256_loadu_ps(s + r * lds + j)));
+                continue;
+            }
+            __m256i mk = lanes_below(nc - j);
             __m256 v = _mm256_add_ps(_mm256_maskload_ps(dp, mk), _mm256_maskload_ps(s + r * lds + j, mk));
             _mm256_maskstore_ps(dp, mk, v);
         }
@@ -315,10 +471,15 @@ static void g_add(int mr, int nc, float *d, ptrdiff_t ldd, const float *s, ptrdi
         add_c(mr, nc, d, ldd, s, lds);
 }
 
-enum { TREE_BM = 24, TREE_BN = 64 }; /* block of C formed in scratch: 6 KB per level */
+/* the blocks of C the tree forms in scratch (rows, columns), in gemm_plan.h's order;
+ * rows a multiple of both kernels' tile heights */
+static const int TREE_BLOCK[GEMM_NTREE][2] = {[GEMM_TREE_24X64] = {24, 64},
+                                              [GEMM_TREE_36X128] = {36, 128},
+                                              [GEMM_TREE_12X256] = {12, 256}};
+enum { TREE_SCRATCH = 36 * 128 }; /* floats per level: the largest block */
 
 typedef struct {
-    int k;
+    int k, bn;
     const float *a, *b;
     ptrdiff_t rsa, csa, a_leaf, ldb, b_leaf;
 } TreeArgs;
@@ -329,14 +490,21 @@ static void tree_block(const TreeArgs *t, int lo, int hi, int mr, int nc, ptrdif
                        ptrdiff_t b_off, float *dst, ptrdiff_t ldd, float *tmp)
 {
     if (hi - lo == 1) {
-        g_fn(mr, nc, t->k, t->a + lo * t->a_leaf + a_off, t->rsa, t->csa,
+        g_fn(&WALK_DEFAULT, mr, nc, t->k, t->a + lo * t->a_leaf + a_off, t->rsa, t->csa,
              t->b + lo * t->b_leaf + b_off, t->ldb, dst, ldd, 0);
         return;
     }
     int mid = tree_mid(lo, hi);
     tree_block(t, lo, mid, mr, nc, a_off, b_off, dst, ldd, tmp);
-    tree_block(t, mid, hi, mr, nc, a_off, b_off, tmp, TREE_BN, tmp + TREE_BM * TREE_BN);
-    g_add(mr, nc, dst, ldd, tmp, TREE_BN);
+    if (hi - mid == 1) {
+        /* a single leaf on the right: the kernel adds its finished chain to dst with one
+         * rounding (accumulate), the bits of forming it apart and adding */
+        g_fn(&WALK_DEFAULT, mr, nc, t->k, t->a + mid * t->a_leaf + a_off, t->rsa, t->csa,
+             t->b + mid * t->b_leaf + b_off, t->ldb, dst, ldd, 1);
+        return;
+    }
+    tree_block(t, mid, hi, mr, nc, a_off, b_off, tmp, t->bn, tmp + TREE_SCRATCH);
+    g_add(mr, nc, dst, ldd, tmp, t->bn);
 }
 
 void gemm_f32_tree(int m, int n, int k, int nleaf, const float *a, ptrdiff_t rsa,
@@ -352,12 +520,18 @@ void gemm_f32_tree(int m, int n, int k, int nleaf, const float *a, ptrdiff_t rsa
     }
     int depth = 0;
     while ((1 << depth) < nleaf) depth++;
-    float *tmp = xaligned((size_t)depth * TREE_BM * TREE_BN * sizeof(float));
-    TreeArgs t = {k, a, b, rsa, csa, a_leaf, ldb, b_leaf};
-    for (int i0 = 0; i0 < m; i0 += TREE_BM)
-        for (int j0 = 0; j0 < n; j0 += TREE_BN)
-            tree_block(&t, 0, nleaf, MT_MIN(TREE_BM, m - i0), MT_MIN(TREE_BN, n - j0),
+    float *tmp = xaligned((size_t)depth * TREE_SCRATCH * sizeof(float));
+    GemmShape s = {GEMM_KIND_TREE, m, n, k, nleaf, 0, rsa, csa, ldb, ldc};
+    unsigned cand = g_isa == GEMM_ISA_C ? 1u : (1u << GEMM_NTREE) - 1u;
+    int slot, v = gemm_plan_choose(&s, cand, &slot);
+    double t0 = slot >= 0 ? now_s() : 0;
+    const int bm = TREE_BLOCK[v][0], bn = TREE_BLOCK[v][1];
+    TreeArgs t = {k, bn, a, b, rsa, csa, a_leaf, ldb, b_leaf};
+    for (int i0 = 0; i0 < m; i0 += bm)
+        for (int j0 = 0; j0 < n; j0 += bn)
+            tree_block(&t, 0, nleaf, MT_MIN(bm, m - i0), MT_MIN(bn, n - j0),
                        (ptrdiff_t)i0 * rsa, j0, c + (ptrdiff_t)i0 * ldc + j0, ldc, tmp);
+    if (slot >= 0) gemm_plan_report(slot, v, now_s() - t0);
     free(tmp);
 }
 

@@ -165,6 +165,7 @@ int train_run(const TrainOptions *o)
 
     watchdog_start(t->cfg.run_step_timeout_s, t->rank);
     st = train_loop(t);
+    if (t->split.computes) train_report_plan(t);
     /* the final state is always checkpointed: resume, eval and bitwise comparisons use it */
     if (st == 0) st = train_ckpt_save(t, 1);
     if (t->rank == 0 && t->ckpt_async) {

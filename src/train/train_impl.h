@@ -161,6 +161,8 @@ void train_report_eval(Trainer *t, uint64_t epoch, double loss, double acc);
 void train_report_ckpt(Trainer *t, double pause, int async);
 /* After each step: add the strategy's figures of the step to the window. */
 void train_report_stats(Trainer *t);
+/* logs the gemm plan (core/gemm_plan.h) and saves it to the plan cache (local rank 0) */
+void train_report_plan(Trainer *t);
 /* The loss of step `step` is not finite: name the first bad micro-batch and its rank. */
 void train_report_diverged(Trainer *t, uint64_t step, double loss);
 /* After the step's update (os: the step's optimizer, whose finite check saw every range

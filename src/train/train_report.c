@@ -3,6 +3,7 @@
  * and the outcome of each step: the divergence messages (a non-finite loss, or a NaN or
  * inf the update wrote, named by layer from the model's table) and the finite check of
  * the state a checkpoint is about to store. */
+#include <errno.h>
 #include <math.h>
 #include <stdarg.h>
 #include <stdio.h>
@@ -13,6 +14,7 @@
 #include "core/common.h"
 #include "core/finite.h"
 #include "core/gemm.h"
+#include "core/gemm_plan.h"
 #include "train/train_impl.h"
 
 void train_report_banner(Trainer *t, int cores)
@@ -334,4 +336,15 @@ int train_report_check_state(Trainer *t, float *const *full)
                        finite_kind(x[i]), t->ckpt_dir);
     }
     return 0;
+}
+
+void train_report_plan(Trainer *t)
+{
+    char buf[4096];
+    gemm_plan_describe(buf, sizeof buf);
+    log_info("gemm plan: %s", buf);
+    /* one rank a node keeps the plan for the next run on this CPU model */
+    if (t->comm->local_rank == 0 && gemm_plan_save() < 0)
+        log_all("note: the gemm plan cache could not be written (%s); the next run on this "
+                "CPU measures again (MPITRAIN_PLAN_CACHE=off silences this)", strerror(errno));
 }

@@ -6,6 +6,7 @@
 
 #include "core/common.h"
 #include "core/cpuinfo.h"
+#include "core/gemm_plan.h"
 #include "parallel/signals.h"
 #include "parallel/watchdog.h"
 #include "train/train_impl.h"
@@ -69,6 +70,8 @@ static int setup_optim(Trainer *t)
     o->weight_decay = (float)c->optim_weight_decay;
     if (o->nesterov && o->kind == OPTIM_SGD && o->momentum <= 0)
         return err_set(MT_EX_CONFIG, "optim.nesterov = true needs optim.momentum > 0");
+    char why[512];
+    if (gemm_plan_check_env(why, sizeof why) != 0) return err_set(MT_EX_CONFIG, "%s", why);
     SchedConf *s = &t->sc;
     s->kind = !strcmp(c->optim_schedule, "cosine") ? SCHED_COSINE
               : !strcmp(c->optim_schedule, "step") ? SCHED_STEP : SCHED_CONSTANT;

@@ -1,8 +1,11 @@
 #!/usr/bin/env bash
 # Golden bits: two short fixed jobs must end with the same parameters and optimizer state
 # on EVERY machine the suite runs on, with every GEMM kernel the CPU has (AVX-512, AVX2,
-# portable C), on 1 and 2 ranks, with any number of threads: their hash is recorded below
-# (docs/determinism.md).
+# portable C), on 1 and 2 ranks, with any number of threads, and whichever walk the GEMM
+# planner takes (src/core/gemm_plan.h: measured, or each one forced): their hash is
+# recorded below (docs/determinism.md).  Then the planner's cache: a run measures and
+# saves its plan, the next run on this CPU takes it from the cache, the bits do not move,
+# and a bad MPITRAIN_PLAN is refused (exit 78).
 #   mlp:  the default job (jobs/fmnist-mlp.ini: 784-512-512-10 ReLU, SGD with momentum
 #         0.9, He init by Box–Muller), 50 steps of batch 32 (4 micro-batches), 10 of
 #         warmup then the cosine
@@ -94,13 +97,14 @@ for job in mlp gelu; do
     args=GELU_ARGS[@]; [ "$job" = mlp ] && args=MLP_ARGS[@]
     for isa in "${isas[@]}"; do
         # ranks:threads (0: the default, cores / ranks); the best kernel also at 1 and 4
-        confs=(1:0 2:0); [ "$isa" = "${isas[-1]}" ] && confs+=(1:1 1:4)
+        # ranks:threads[:plan]; the best kernel also with every walk forced
+        confs=(1:0 2:0); [ "$isa" = "${isas[-1]}" ] && confs+=(1:1 1:4 1:1:kc128,t12x256 1:1:i,t36x128 1:1:j-nopf 1:1:j-pfa)
         for conf in "${confs[@]}"; do
-            IFS=: read -r np th <<<"$conf"
-            what="$job, $isa kernels, N=$np, threads=$([ "$th" = 0 ] && echo default || echo "$th")"
-            run=$WORK/runs/$job-$isa-n$np-t$th
+            IFS=: read -r np th plan <<<"$conf"
+            what="$job, $isa kernels, N=$np, threads=$([ "$th" = 0 ] && echo default || echo "$th")${plan:+, plan $plan}"
+            run=$WORK/runs/$job-$isa-n$np-t$th-${plan:-measure}
             t0=$(date +%s.%N)
-            MPITRAIN_GEMM_ISA=$isa mpi "$np" train "${!args}" --set train.threads="$th" \
+            MPITRAIN_PLAN=${plan:-measure} MPITRAIN_GEMM_ISA=$isa mpi "$np" train "${!args}" --set train.threads="$th" \
                 --set run.dir="$run" >"$run.log" 2>&1 \
                 || { tail -n 20 "$run.log"; fail "$what: training failed"; }
             grep -q "gemm, $isa kernels" "$run.log" || fail "MPITRAIN_GEMM_ISA=$isa not taken: $(grep compute "$run.log")"
@@ -115,5 +119,31 @@ for job in mlp gelu; do
         done
     done
 done
+# the planner's cache, on the default job at its own batch (products big enough to plan)
+CACHE=$WORK/plan-cache
+plan_run() { # NAME [env...]: 20 steps of the default job at 1 thread
+    local name=$1; shift
+    env MPITRAIN_PLAN_CACHE="$CACHE" "$@" "$MPITRAIN" train "$ROOT/jobs/fmnist-mlp.ini" --set data.train="$FMNIST/train" \
+        --set data.test= --set train.steps=20 --set train.threads=1 --set run.progress=off \
+        --set run.dir="$WORK/runs/plan-$name" >"$WORK/runs/plan-$name.log" 2>&1
+}
+plan_run first || { tail -n 20 "$WORK/runs/plan-first.log"; fail "plan: the first run failed"; }
+grep -q "gemm plan: measure ([1-9][0-9]* shapes* measured in this run, 0 from the cache $CACHE)" "$WORK/runs/plan-first.log" \
+    || fail "plan: the first run did not measure and report its plan: $(grep 'gemm plan' "$WORK/runs/plan-first.log")"
+[ "$(grep -c "$(grep -m1 'model name' /proc/cpuinfo | cut -d: -f2- | sed 's/^ *//')" "$CACHE")" -ge 1 ] \
+    || fail "plan: $CACHE holds no line for this CPU: $(cat "$CACHE")"
+plan_run second || fail "plan: the second run failed"
+grep -q "gemm plan: measure (0 shapes measured in this run, [1-9][0-9]* from the cache" "$WORK/runs/plan-second.log" \
+    || fail "plan: the second run did not take its plan from the cache: $(grep 'gemm plan' "$WORK/runs/plan-second.log")"
+plan_run default MPITRAIN_PLAN=default || fail "plan: MPITRAIN_PLAN=default failed"
+grep -q "gemm plan: default" "$WORK/runs/plan-default.log" || fail "plan: MPITRAIN_PLAN=default not reported"
+a=$(hash_run "$WORK/runs/plan-first"); b=$(hash_run "$WORK/runs/plan-second"); c=$(hash_run "$WORK/runs/plan-default")
+[ "$a" = "$b" ] && [ "$a" = "$c" ] || fail "plan: the bits moved with the plan (measured $a, cached $b, default $c)"
+set +e; plan_run bogus MPITRAIN_PLAN=j,fastest; rc=$?; set -e
+[ $rc -eq 78 ] || fail "plan: MPITRAIN_PLAN=j,fastest: exit $rc, want 78"
+grep -q "MPITRAIN_PLAN=j,fastest: 'fastest' is not a plan" "$WORK/runs/plan-bogus.log" \
+    || fail "plan: the refusal does not name the bad plan: $(tail -n 3 "$WORK/runs/plan-bogus.log")"
+note "plan cache: measured, then taken from the cache, same bits as MPITRAIN_PLAN=default ($a)"
+
 [ $bad -eq 0 ] || fail "the golden bits were not reproduced (see the header of $0: an intended numeric change updates the hash with its reason; otherwise the bits depend on the machine)"
-echo "ok: golden bits reproduced (mlp $GOLDEN_MLP, gelu $GOLDEN_GELU) with kernels ${isas[*]}, N = 1, 2, threads 1, 4 and the default"
+echo "ok: golden bits reproduced (mlp $GOLDEN_MLP, gelu $GOLDEN_GELU) with kernels ${isas[*]}, N = 1, 2, threads 1, 4 and the default, every GEMM walk; the plan cache works"

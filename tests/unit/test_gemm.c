@@ -2,7 +2,9 @@
  * (checked bit for bit against a scalar fmaf reference), the AVX-512, AVX2 and C kernels
  * give identical bits (each one the CPU has), accumulation adds the finished chain with
  * one rounding, cutting rows/columns into calls changes nothing, the tree of products
- * equals separate products summed along the canonical tree, and the transposes. */
+ * equals separate products summed along the canonical tree, every walk of the planner
+ * (gemm_plan.h: forced one by one, and measured) gives those bits too, and the
+ * transposes. */
 #include <setjmp.h>
 #include <stdarg.h>
 #include <stddef.h>
@@ -16,6 +18,7 @@
 #include "core/common.h"
 #include "core/exec.h"
 #include "core/gemm.h"
+#include "core/gemm_plan.h"
 #include "core/rng.h"
 #include "core/tree.h"
 
@@ -144,6 +147,79 @@ static void test_tree_of_products(void **state)
     }
 }
 
+/* every walk and tree block the planner can pick, forced one by one with every kernel, and
+ * the measuring mode (which tries them all in turn), give the definition's bits */
+static void check_plan(const char *plan)
+{
+    setenv("MPITRAIN_PLAN", plan, 1);
+    setenv("MPITRAIN_PLAN_CACHE", "off", 1);
+    gemm_plan_reset();
+    /* large enough to be planned (>= 2 M flops), with row and column tails, k-blocks
+     * with a tail (300 = 2 x 128 + 44), strided A both ways, and accumulation */
+    const int m = 43, n = 150, k = 300;
+    for (int trans = 0; trans < 2; trans++)
+        for (int acc = 0; acc < 2; acc++) {
+            float *a = randv((size_t)m * k, 70 + trans), *b = randv((size_t)k * n, 72);
+            float *c = randv((size_t)m * n, 74), *want = xaligned((size_t)m * n * sizeof(float));
+            float *got = xaligned((size_t)m * n * sizeof(float));
+            ptrdiff_t rsa = trans ? 1 : k, csa = trans ? m : 1;
+            memcpy(want, c, (size_t)m * n * sizeof(float));
+            ref_gemm(m, n, k, a, rsa, csa, b, n, want, n, acc);
+            for (int rep = 0; rep < GEMM_NWALK * GEMM_PLAN_ROUNDS + 2; rep++) {
+                memcpy(got, c, (size_t)m * n * sizeof(float));
+                gemm_f32(m, n, k, a, rsa, csa, b, n, got, n, acc);
+                assert_memory_equal(got, want, (size_t)m * n * sizeof(float));
+            }
+            free(a);
+            free(b);
+            free(c);
+            free(want);
+            free(got);
+        }
+    const int tk = 33, tm = 43, tn = 300;
+    for (int nleaf = 2; nleaf <= 5; nleaf++) {
+        float *a = randv((size_t)nleaf * tk * tm, 80 + nleaf), *b = randv((size_t)nleaf * tk * tn, 90 + nleaf);
+        float **leaf = xcalloc(nleaf, sizeof(float *));
+        for (int q = 0; q < nleaf; q++) {
+            leaf[q] = xaligned((size_t)tm * tn * sizeof(float));
+            ref_gemm(tm, tn, tk, a + (size_t)q * tk * tm, 1, tm, b + (size_t)q * tk * tn, tn, leaf[q], tn, 0);
+        }
+        float *want = xaligned((size_t)tm * tn * sizeof(float)), *got = xaligned((size_t)tm * tn * sizeof(float));
+        tree_ref(leaf, 0, nleaf, (size_t)tm * tn, want);
+        for (int rep = 0; rep < GEMM_NTREE * GEMM_PLAN_ROUNDS + 2; rep++) {
+            gemm_f32_tree(tm, tn, tk, nleaf, a, 1, tm, (ptrdiff_t)tk * tm, b, tn, (ptrdiff_t)tk * tn, got, tn);
+            assert_memory_equal(want, got, (size_t)tm * tn * sizeof(float));
+        }
+        for (int q = 0; q < nleaf; q++) free(leaf[q]);
+        free(leaf);
+        free(a);
+        free(b);
+        free(want);
+        free(got);
+    }
+}
+
+static void test_every_plan_gives_the_same_bits(void **state)
+{
+    (void)state;
+    for (GemmIsa isa = GEMM_ISA_C; isa <= GEMM_ISA_AVX512; isa++) {
+        if (gemm_force_isa(isa) != 0) continue;
+        check_plan("measure");
+        check_plan("default");
+        for (int v = 0; v < GEMM_NWALK; v++) check_plan(gemm_plan_name(GEMM_KIND_PRODUCT, v));
+        for (int v = 0; v < GEMM_NTREE; v++) check_plan(gemm_plan_name(GEMM_KIND_TREE, v));
+    }
+    char why[512];
+    setenv("MPITRAIN_PLAN", "j,bogus", 1);
+    assert_int_equal(gemm_plan_check_env(why, sizeof why), -1);
+    assert_non_null(strstr(why, "'bogus' is not a plan"));
+    setenv("MPITRAIN_PLAN", "kc128,t36x128", 1);
+    assert_int_equal(gemm_plan_check_env(why, sizeof why), 0);
+    unsetenv("MPITRAIN_PLAN");
+    gemm_plan_reset();
+    assert_int_equal(gemm_force_isa(GEMM_ISA_AUTO), 0);
+}
+
 static void test_transpose(void **state)
 {
     (void)state;
@@ -168,6 +244,7 @@ int main(void)
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_every_kernel_is_the_definition),
         cmocka_unit_test(test_cutting_changes_nothing),
+        cmocka_unit_test(test_every_plan_gives_the_same_bits),
         cmocka_unit_test(test_tree_of_products),
         cmocka_unit_test(test_transpose),
     };
