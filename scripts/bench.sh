@@ -36,14 +36,24 @@ median() { sort -g | awk '{a[NR]=$1} END {if (NR==0) print "nan"; else if (NR%2)
 host="$(nproc) cores, $(grep -m1 'model name' /proc/cpuinfo | cut -d: -f2 | sed 's/^ *//'), OpenBLAS kernels measured: $CORETYPE"
 echo "== machine: $host"
 
-# ours NP M THREADS [--set ...] -> samples/s (median of the windows after the first)
+# ours NP M THREADS [--set ...] -> samples/s (median of the windows after the first);
+# $ISA: the mpitrain GEMM kernel (MPITRAIN_GEMM_ISA; empty = the CPU's best).  The run's
+# "gemm plan" log line is kept in $TMP/plan.<kernel>.
 ours() { local np=$1 m=$2 th=$3; shift 3
     rm -rf "$TMP/run"
-    mpirun -np "$np" --bind-to none $BIN train jobs/fmnist-mlp.ini --set train.steps=700 \
+    MPITRAIN_GEMM_ISA=${ISA:-} mpirun -np "$np" --bind-to none $BIN train jobs/fmnist-mlp.ini --set train.steps=700 \
         --set train.micro_batches="$m" --set train.threads="$th" --set data.test= "$@" \
-        --set train.log_every=100 --set run.progress=off --set run.dir="$TMP/run" >/dev/null 2>&1
+        --set train.log_every=100 --set run.progress=off --set run.dir="$TMP/run" >"$TMP/run.log" 2>&1
+    grep -m1 'gemm plan:' "$TMP/run.log" | sed "s/^/$np x $th, M=$m: /" >> "$TMP/plan.${ISA:-$BEST_ISA}" || true
     grep '"kind":"train"' "$TMP/run/metrics.jsonl" | tail -n +2 | sed 's/.*"samples_per_s":\([0-9.]*\).*/\1/' | median
 }
+# mpitrain's kernels measured: the CPU's best, and AVX2 too where the best is AVX-512 (the
+# kernel an AVX2-only CPU such as AMD Zen 3 runs; measured here, on this CPU)
+BEST_ISA=$(bash scripts/machine-info.sh | sed -n 's/.*GEMM kernel taken by default: //p')
+OWN_ISAS=("$BEST_ISA"); [ "$BEST_ISA" = avx512 ] && OWN_ISAS+=(avx2)
+# the OpenBLAS kernel family that matches a mpitrain kernel (for same-ISA ratios)
+blas_of() { case $1 in avx512) echo SkylakeX ;; avx2) echo Haswell ;; *) echo Prescott ;; esac; }
+SLUG=$(bash scripts/machine-info.sh --slug)
 
 # GEMM rates of the MLP's training shapes: mpitrain's own kernels (gemm.h; no OpenBLAS
 # involved), and OpenBLAS under each kernel family (micro-batches, and PyTorch's way)
@@ -74,13 +84,20 @@ echo "    the best median is the reference.  mpitrain does not use OpenBLAS.)"
 : > "$TMP/tp.csv"
 torch_run() { $PY scripts/bench_torch.py mlp --data "$DATA" --warmup 30 --steps 400 --repeats 1 "$@" 2>/dev/null | tail -n 1 | cut -d, -f4; }
 for i in $(seq 1 "$REPS"); do
-    echo "mpitrain,mpitrain-gemm,1,2,4,$(ours 1 4 2)" >> "$TMP/tp.csv"
-    echo "mpitrain,mpitrain-gemm,1,2,2,$(ours 1 2 2)" >> "$TMP/tp.csv"
-    echo "mpitrain,mpitrain-gemm,2,1,4,$(ours 2 4 1)" >> "$TMP/tp.csv"
-    echo "mpitrain,mpitrain-gemm,2,1,2,$(ours 2 2 1)" >> "$TMP/tp.csv"
-    echo "mpitrain-shm,mpitrain-gemm,2,1,4,$(ours 2 4 1 --set parallel.shm=true)" >> "$TMP/tp.csv"
-    echo "mpitrain-mpi,mpitrain-gemm,4,1,4,$(ours 4 4 1 --set parallel.shm=false)" >> "$TMP/tp.csv"
-    echo "mpitrain,mpitrain-gemm,4,1,4,$(ours 4 4 1)" >> "$TMP/tp.csv"
+    for ISA in "${OWN_ISAS[@]}"; do
+        lab=mpitrain-gemm; [ "$ISA" != "$BEST_ISA" ] && lab=mpitrain-gemm-$ISA
+        echo "mpitrain,$lab,1,2,4,$(ours 1 4 2)" >> "$TMP/tp.csv"
+        echo "mpitrain,$lab,2,1,4,$(ours 2 4 1)" >> "$TMP/tp.csv"
+        echo "mpitrain,$lab,1,1,1,$(ours 1 1 1)" >> "$TMP/tp.csv"
+        echo "mpitrain,$lab,1,1,4,$(ours 1 4 1)" >> "$TMP/tp.csv"
+        [ "$ISA" != "$BEST_ISA" ] && continue
+        echo "mpitrain,$lab,1,2,2,$(ours 1 2 2)" >> "$TMP/tp.csv"
+        echo "mpitrain,$lab,2,1,2,$(ours 2 2 1)" >> "$TMP/tp.csv"
+        echo "mpitrain-shm,$lab,2,1,4,$(ours 2 4 1 --set parallel.shm=true)" >> "$TMP/tp.csv"
+        echo "mpitrain-mpi,$lab,4,1,4,$(ours 4 4 1 --set parallel.shm=false)" >> "$TMP/tp.csv"
+        echo "mpitrain,$lab,4,1,4,$(ours 4 4 1)" >> "$TMP/tp.csv"
+    done
+    ISA=
     for k in "${KERNELS[@]}"; do
         export OPENBLAS_CORETYPE=$k
         echo "pytorch-set_num_threads1,$k,1,1,1,$(torch_run --threads 1)" >> "$TMP/tp.csv"
@@ -90,7 +107,7 @@ for i in $(seq 1 "$REPS"); do
         echo "pytorch-ddp-gloo,$k,2,1,1,$d" >> "$TMP/tp.csv"
         unset OPENBLAS_CORETYPE
     done
-    echo "rep $i: $(tail -n $((7 + 4 * ${#KERNELS[@]})) "$TMP/tp.csv" | cut -d, -f1-3,5,6 | tr '\n' ' ')"
+    echo "rep $i: $(tail -n $((9 + 4 * (${#OWN_ISAS[@]} - 1) + 4 * ${#KERNELS[@]})) "$TMP/tp.csv" | cut -d, -f1-3,5,6 | tr '\n' ' ')"
 done
 # medians per configuration
 cut -d, -f1-5 "$TMP/tp.csv" | sort -u | while IFS=, read impl blas np th m; do
@@ -102,14 +119,35 @@ ddp_med=$(grep '^pytorch-ddp' "$TMP/tp.med" | cut -d, -f6 | sort -g | tail -n 1)
 echo "PyTorch best single-process setting: $(echo "$best" | cut -d, -f1,2) ($torch_med samples/s median)"
 echo "PyTorch best: $(echo "$best" | cut -d, -f1) under OpenBLAS $(echo "$best" | cut -d, -f2) kernels" > "$TMP/torch-best.txt"
 FLOP=3211264   # real FLOP of one training sample of the 784-512-512-10 MLP (no dX for layer 0)
-echo "impl,blas,ranks,threads_per_rank,micro_batches,samples_per_s_median,reps,gflops,frac_of_sgemm,frac_of_own_gemm,vs_pytorch_best,vs_pytorch_ddp" > "$R/train-throughput.csv"
+# PyTorch's best single-process median under one OpenBLAS kernel family, and its one-thread
+# (OpenBLAS too) median there: the same-ISA references
+torch_best_k() { grep "^pytorch-\(set\|openblas\)[^,]*,$1," "$TMP/tp.med" | cut -d, -f6 | sort -g | tail -n 1; }
+torch_1t_k() { grep "^pytorch-openblas1,$1," "$TMP/tp.med" | cut -d, -f6; }
+echo "impl,blas,ranks,threads_per_rank,micro_batches,samples_per_s_median,reps,gflops,frac_of_sgemm,frac_of_own_gemm,vs_pytorch_best,vs_pytorch_ddp,vs_pytorch_best_same_isa,vs_pytorch_1thread_same_isa" > "$R/train-throughput.csv"
 while IFS=, read impl blas np th m med; do
     gf=$(awk -v s="$med" -v f=$FLOP 'BEGIN{printf "%.1f", s*f/1e9}')
     fs=$(awk -v g="$gf" -v r="$sgemm_best" 'BEGIN{ if (r>0) printf "%.2f", g/r; else print "nan"}')
-    fo=nan; [ "$impl" = mpitrain ] && fo=$(awk -v g="$gf" -v r="$own_gemm" 'BEGIN{ if (r>0) printf "%.2f", g/r; else print "nan"}')
-    echo "$impl,$blas,$np,$th,$m,$med,$REPS,$gf,$fs,$fo,$(awk -v a="$med" -v b="$torch_med" 'BEGIN{printf "%.2f", a/b}'),$(awk -v a="$med" -v b="$ddp_med" 'BEGIN{printf "%.2f", a/b}')"
+    fo=nan; [ "$impl" = mpitrain ] && [ "$blas" = mpitrain-gemm ] && fo=$(awk -v g="$gf" -v r="$own_gemm" 'BEGIN{ if (r>0) printf "%.2f", g/r; else print "nan"}')
+    case $blas in mpitrain-gemm) fam=$(blas_of "$BEST_ISA") ;; mpitrain-gemm-*) fam=$(blas_of "${blas#mpitrain-gemm-}") ;; *) fam=$blas ;; esac
+    tb=$(torch_best_k "$fam"); t1=$(torch_1t_k "$fam")
+    vsi=$(awk -v a="$med" -v b="$tb" 'BEGIN{ if (b>0) printf "%.2f", a/b; else print "nan"}')
+    v1=nan; [ "$np" = 1 ] && [ "$th" = 1 ] && v1=$(awk -v a="$med" -v b="$t1" 'BEGIN{ if (b>0) printf "%.2f", a/b; else print "nan"}')
+    echo "$impl,$blas,$np,$th,$m,$med,$REPS,$gf,$fs,$fo,$(awk -v a="$med" -v b="$torch_med" 'BEGIN{printf "%.2f", a/b}'),$(awk -v a="$med" -v b="$ddp_med" 'BEGIN{printf "%.2f", a/b}'),$vsi,$v1"
 done < "$TMP/tp.med" >> "$R/train-throughput.csv"
+# the machine and the plans, for this CPU model's directory (results/cpus/SLUG/)
+{ bash scripts/machine-info.sh
+  echo "- PyTorch best single-process setting: $(echo "$best" | cut -d, -f1,2) ($torch_med samples/s)"
+  for k in "${OWN_ISAS[@]}"; do
+      echo "- gemm plan, $k kernels, the first configuration of the first repetition (\`mpitrain train\` logs it):"
+      head -n 1 "$TMP/plan.$k" 2>/dev/null | sed 's/^/    /'
+  done; } > "$TMP/machine.md"
 cat "$R/train-throughput.csv"
+per_cpu() { # this CPU model's copy of what this run measured, kept beside other CPUs'
+    mkdir -p "$R/cpus/$SLUG"
+    cp "$R/gemm.csv" "$R/train-throughput.csv" "$R/cpus/$SLUG/"
+    { echo "# $SLUG"; echo; echo "Measured by \`make bench\` (REPS=$REPS) on $(date -u +%Y-%m-%d), commit $(git rev-parse --short HEAD 2>/dev/null || echo '?')."; echo; cat "$TMP/machine.md"; } > "$R/cpus/$SLUG/machine.md"
+}
+per_cpu
 if [ "${ONLY:-}" = throughput ]; then
     bash scripts/bench_report.sh "$host" "$(tr '\n' ' ' < "$TMP/torch-best.txt" | sed 's/ *$//')" > "$R/RESULTS.md"
     echo "== summary: $R/RESULTS.md"

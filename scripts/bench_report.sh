@@ -20,10 +20,42 @@ echo "all three single-process thread settings (scripts/bench_torch.py --best) u
 echo "family in every repetition; the best median is the reference ($torch_best); DDP's"
 echo "reference is its best kernel family."
 echo
-echo "| implementation | BLAS | ranks x threads | micro-batches | samples/s | GFLOP/s | of OpenBLAS SGEMM | of own GEMM | vs PyTorch best | vs PyTorch DDP |"
-echo "|---|---|---|---|---|---|---|---|---|---|"
-tail -n +2 $R/train-throughput.csv | while IFS=, read impl blas np th m sps reps gf fs fo vt vd; do
-    echo "| $impl | $blas | $np x $th | $m | $sps | $gf | $fs | $fo | $vt | $vd |"
+echo "| implementation | BLAS | ranks x threads | micro-batches | samples/s | GFLOP/s | of OpenBLAS SGEMM | of own GEMM | vs PyTorch best | vs PyTorch DDP | vs PyTorch best, same ISA | vs PyTorch 1 thread, same ISA |"
+echo "|---|---|---|---|---|---|---|---|---|---|---|---|"
+tail -n +2 $R/train-throughput.csv | while IFS=, read impl blas np th m sps reps gf fs fo vt vd vi v1; do
+    echo "| $impl | $blas | $np x $th | $m | $sps | $gf | $fs | $fo | $vt | $vd | ${vi:-} | ${v1:-} |"
+done
+echo
+echo "\"mpitrain-gemm\" is mpitrain's best kernel on this CPU; \"mpitrain-gemm-avx2\" the AVX2 kernel"
+echo "forced (MPITRAIN_GEMM_ISA=avx2) on the same CPU, what an AVX2-only CPU such as AMD Zen 3"
+echo "runs; it is not a measurement on such a CPU.  \"Same ISA\": against PyTorch under the"
+echo "OpenBLAS kernels of the same vector width (AVX-512: SkylakeX, AVX2: Haswell)."
+echo
+echo "### Targets (issue 12), this run"
+echo
+echo "| mpitrain kernel | 1 x 2 vs PyTorch best (same ISA) | 2 x 1 vs PyTorch best (same ISA) | 1 x 1 vs PyTorch 1 thread, same ISA | M=4 / M=1 at 1 thread |"
+echo "|---|---|---|---|---|"
+for lab in $(tail -n +2 $R/train-throughput.csv | cut -d, -f2 | grep '^mpitrain-gemm' | sort -u); do
+    c() { awk -F, -v l="$lab" -v n="$1" -v t="$2" -v m="$3" -v k="$4" '$1=="mpitrain" && $2==l && $3==n && $4==t && $5==m {print $k}' $R/train-throughput.csv; }
+    r=$(awk -v a="$(c 1 1 4 6)" -v b="$(c 1 1 1 6)" 'BEGIN{ if (b>0) printf "%.2f", a/b; else print "nan"}')
+    echo "| $lab | $(c 1 2 4 11) ($(c 1 2 4 13)) | $(c 2 1 4 11) ($(c 2 1 4 13)) | $(c 1 1 4 14) (M=4), $(c 1 1 1 14) (M=1) | $r |"
+done
+echo
+echo "Targets: >= 1.2x PyTorch's best single-process setting at 1 x 2 and 2 x 1, >= 1.0x"
+echo "PyTorch one thread at one thread, M=4 within 10 % of M=1 (ratio >= 0.90)."
+echo
+echo "### Per CPU model (results/cpus/*/: each CPU's latest run, kept side by side)"
+echo
+echo "| CPU (directory) | measured | kernel | 1 x 2 vs PyTorch best | 2 x 1 vs PyTorch best | 1 x 1 vs PyTorch 1 thread, same ISA | M=4 / M=1, 1 thread |"
+echo "|---|---|---|---|---|---|---|"
+for d in $R/cpus/*/; do
+    [ -r "$d/train-throughput.csv" ] || continue
+    when=$(sed -n 's/^Measured by .* on \([0-9-]*\), commit \([0-9a-f?]*\).*/\1, \2/p' "$d/machine.md" 2>/dev/null)
+    for lab in $(tail -n +2 "$d/train-throughput.csv" | cut -d, -f2 | grep '^mpitrain-gemm' | sort -u); do
+        c() { awk -F, -v l="$lab" -v n="$1" -v t="$2" -v m="$3" -v k="$4" '$1=="mpitrain" && $2==l && $3==n && $4==t && $5==m {print $k}' "$d/train-throughput.csv"; }
+        r=$(awk -v a="$(c 1 1 4 6)" -v b="$(c 1 1 1 6)" 'BEGIN{ if (b>0) printf "%.2f", a/b; else print "nan"}')
+        echo "| $(basename "$d") | ${when:-?} | $lab | $(c 1 2 4 11) | $(c 2 1 4 11) | $(c 1 1 4 14) | $r |"
+    done
 done
 echo
 echo "GFLOP/s: 3.21 MFLOP per sample.  \"of OpenBLAS SGEMM\": over OpenBLAS's best rate on the"

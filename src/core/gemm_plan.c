@@ -28,6 +28,7 @@ typedef struct {
     double best_s[GEMM_NWALK]; /* fastest time seen per candidate (0 = none yet) */
     int chosen;                /* >= 0 once decided */
     int from_cache;            /* decided by the cache file, not in this run */
+    int used;                  /* looked up in this run */
 } PlanEntry;
 
 typedef enum { MODE_MEASURE, MODE_DEFAULT, MODE_FORCE } PlanMode;
@@ -203,6 +204,7 @@ int gemm_plan_choose(const GemmShape *s, unsigned cand, int *slot)
             e->cand = cand;
             e->chosen = -1;
         }
+        if (e) e->used = 1;
         if (e && e->chosen >= 0) v = (cand >> e->chosen & 1u) ? e->chosen : 0;
         else if (e) {
             int nc = __builtin_popcount(e->cand);
@@ -254,6 +256,7 @@ void gemm_plan_describe(char *buf, size_t n)
     if (g_mode == MODE_MEASURE) {
         int measured = 0, cached = 0, pending = 0;
         for (int i = 0; i < g_n; i++) {
+            if (!g_tab[i].used) continue;
             if (g_tab[i].chosen < 0) pending++;
             else if (g_tab[i].from_cache) cached++;
             else measured++;
@@ -264,10 +267,11 @@ void gemm_plan_describe(char *buf, size_t n)
         int first = 1;
         for (int i = 0; i < g_n; i++) {
             const PlanEntry *e = &g_tab[i];
-            if (e->chosen < 0) continue;
+            if (e->chosen < 0 || !e->used) continue;
             PUT("%s%s%dx%dx%d", first ? ": " : ", ", e->s.kind == GEMM_KIND_TREE ? "tree " : "",
                 e->s.m, e->s.n, e->s.k);
             if (e->s.kind == GEMM_KIND_TREE) PUT("/%d", e->s.nleaf);
+            if (e->s.acc) PUT("+");
             PUT(" %s", gemm_plan_name(e->s.kind, e->chosen));
             first = 0;
         }

@@ -24,6 +24,9 @@
 #include <pthread.h>
 #include <stdlib.h>
 #include <string.h>
+#if defined(__SSE2__)
+#include <emmintrin.h>
+#endif
 #include <sys/stat.h>
 #include <unistd.h>
 
@@ -539,7 +542,6 @@ struct Dataset {
     size_t cache_budget, cache_used;
     int nopen;
     uint64_t clock;
-    float lut[256];          /* uint8 value -> normalised float */
     Req *req;                /* scratch of the uncached path */
     size_t req_cap;
     void *raw;               /* (raw_rows, sample_size) raw */
@@ -624,8 +626,25 @@ static void convert_row(const Dataset *ds, const void *raw, float *out)
 {
     int n = ds->info.sample_size;
     if (ds->info.dtype == DTYPE_UINT8) {
+        /* (v * scale - mean) / std, one rounding per operation (no contraction under
+         * -std=c11), four lanes at a time with SSE2 (every x86-64): the same bits */
         const uint8_t *r = raw;
-        for (int j = 0; j < n; j++) out[j] = ds->lut[r[j]];
+        const float scale = ds->info.scale, mean = ds->info.mean, std = ds->info.std;
+        int j = 0;
+#if defined(__SSE2__)
+        const __m128 vs = _mm_set1_ps(scale), vm = _mm_set1_ps(mean), vd = _mm_set1_ps(std);
+        const __m128i z = _mm_setzero_si128();
+        for (; j + 16 <= n; j += 16) {
+            __m128i b = _mm_loadu_si128((const __m128i *)(r + j));
+            __m128i lo = _mm_unpacklo_epi8(b, z), hi = _mm_unpackhi_epi8(b, z);
+            __m128i q[4] = {_mm_unpacklo_epi16(lo, z), _mm_unpackhi_epi16(lo, z),
+                            _mm_unpacklo_epi16(hi, z), _mm_unpackhi_epi16(hi, z)};
+            for (int u = 0; u < 4; u++)
+                _mm_storeu_ps(out + j + 4 * u,
+                              _mm_div_ps(_mm_sub_ps(_mm_mul_ps(_mm_cvtepi32_ps(q[u]), vs), vm), vd));
+        }
+#endif
+        for (; j < n; j++) out[j] = ((float)r[j] * scale - mean) / std;
     } else {
         const float *r = raw;
         float scale = ds->info.scale, mean = ds->info.mean, std = ds->info.std;
@@ -761,8 +780,6 @@ int dataset_open(const char *dir, int cache_mb, Dataset **out)
         else if (!rc) ds->nopen++;
     }
     free(e);
-    for (int i = 0; i < 256; i++)
-        ds->lut[i] = ((float)i * info.scale - info.mean) / info.std;
     if (rc) {
         dataset_close(ds);
         return rc;
