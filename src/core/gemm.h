@@ -16,7 +16,10 @@
  * A is read through strides, A(i,p) = a[i*rsa + p*csa], so one routine serves A and A^T
  * without copies; B and C are row-major with leading dimensions ldb and ldc.  Nothing is
  * packed: the shapes of a micro-batch (k or n = 32 .. 256) fit in the caches as they are.
- * Single-threaded; callers split the work (the micro-batch is the unit of compute). */
+ * How a product is walked (tile order, k-blocks, prefetch; the tree's block size) is
+ * chosen by measurement per shape (gemm_plan.h) and never changes a bit.
+ * Single-threaded (thread-safe); callers split the work (the micro-batch is the unit of
+ * compute). */
 #ifndef MPITRAIN_CORE_GEMM_H
 #define MPITRAIN_CORE_GEMM_H
 
