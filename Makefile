@@ -39,7 +39,7 @@ endif
 
 WERROR := $(if $(CI),-Werror,)
 CFLAGS ?= -O2 -g
-CFLAGS += -std=c11 -D_GNU_SOURCE -Wall -Wextra $(WERROR) -pthread -MMD -MP -Isrc
+CFLAGS += -std=c11 -ffp-contract=off -D_GNU_SOURCE -Wall -Wextra $(WERROR) -pthread -MMD -MP -Isrc
 CFLAGS += -DMPITRAIN_VERSION='"$(VERSION)"'
 CFLAGS += $(shell $(PKG_CONFIG) --cflags $(PKGS) 2>/dev/null)
 LDLIBS := $(shell $(PKG_CONFIG) --libs $(PKGS) 2>/dev/null) -lz -lm -pthread

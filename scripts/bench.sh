@@ -50,6 +50,7 @@ ours() { local np=$1 m=$2 th=$3; shift 3
 # mpitrain's kernels measured: the CPU's best, and AVX2 too where the best is AVX-512 (the
 # kernel an AVX2-only CPU such as AMD Zen 3 runs; measured here, on this CPU)
 BEST_ISA=$(bash scripts/machine-info.sh | sed -n 's/.*GEMM kernel taken by default: //p')
+case $BEST_ISA in avx512|avx2|c) ;; *) echo "bench: cannot tell mpitrain's GEMM kernel (machine-info: '$BEST_ISA')" >&2; exit 1 ;; esac
 OWN_ISAS=("$BEST_ISA"); [ "$BEST_ISA" = avx512 ] && OWN_ISAS+=(avx2)
 # the OpenBLAS kernel family that matches a mpitrain kernel (for same-ISA ratios)
 blas_of() { case $1 in avx512) echo SkylakeX ;; avx2) echo Haswell ;; *) echo Prescott ;; esac; }
@@ -121,8 +122,9 @@ echo "PyTorch best: $(echo "$best" | cut -d, -f1) under OpenBLAS $(echo "$best" 
 FLOP=3211264   # real FLOP of one training sample of the 784-512-512-10 MLP (no dX for layer 0)
 # PyTorch's best single-process median under one OpenBLAS kernel family, and its one-thread
 # (OpenBLAS too) median there: the same-ISA references
-torch_best_k() { grep "^pytorch-\(set\|openblas\)[^,]*,$1," "$TMP/tp.med" | cut -d, -f6 | sort -g | tail -n 1; }
-torch_1t_k() { grep "^pytorch-openblas1,$1," "$TMP/tp.med" | cut -d, -f6; }
+# (empty where that family was not measured, e.g. OPENBLAS_CORETYPE set to another one)
+torch_best_k() { { grep "^pytorch-\(set\|openblas\)[^,]*,$1," "$TMP/tp.med" || true; } | cut -d, -f6 | sort -g | tail -n 1; }
+torch_1t_k() { { grep "^pytorch-openblas1,$1," "$TMP/tp.med" || true; } | cut -d, -f6; }
 echo "impl,blas,ranks,threads_per_rank,micro_batches,samples_per_s_median,reps,gflops,frac_of_sgemm,frac_of_own_gemm,vs_pytorch_best,vs_pytorch_ddp,vs_pytorch_best_same_isa,vs_pytorch_1thread_same_isa" > "$R/train-throughput.csv"
 while IFS=, read impl blas np th m med; do
     gf=$(awk -v s="$med" -v f=$FLOP 'BEGIN{printf "%.1f", s*f/1e9}')

@@ -50,7 +50,7 @@ echo "| CPU (directory) | measured | kernel | 1 x 2 vs PyTorch best | 2 x 1 vs P
 echo "|---|---|---|---|---|---|---|"
 for d in $R/cpus/*/; do
     [ -r "$d/train-throughput.csv" ] || continue
-    when=$(sed -n 's/^Measured by .* on \([0-9-]*\), commit \([0-9a-f?]*\).*/\1, \2/p' "$d/machine.md" 2>/dev/null)
+    when=$(sed -n 's/^Measured by .* on \([0-9-]*\), commit \([0-9a-f?]*\).*/\1, \2/p' "$d/machine.md" 2>/dev/null || true)
     for lab in $(tail -n +2 "$d/train-throughput.csv" | cut -d, -f2 | grep '^mpitrain-gemm' | sort -u); do
         c() { awk -F, -v l="$lab" -v n="$1" -v t="$2" -v m="$3" -v k="$4" '$1=="mpitrain" && $2==l && $3==n && $4==t && $5==m {print $k}' "$d/train-throughput.csv"; }
         r=$(awk -v a="$(c 1 1 4 6)" -v b="$(c 1 1 1 6)" 'BEGIN{ if (b>0) printf "%.2f", a/b; else print "nan"}')

@@ -9,7 +9,7 @@
 # (default --md).  Reads /proc/cpuinfo and /sys/devices/system/cpu/cpu0/cache only.
 set -euo pipefail
 cd "$(dirname "$0")/.."
-field() { grep -m1 "^$1[[:space:]]*:" /proc/cpuinfo | cut -d: -f2- | sed 's/^ *//'; }
+field() { { grep -m1 "^$1[[:space:]]*:" /proc/cpuinfo || true; } | cut -d: -f2- | sed 's/^ *//'; }
 vendor=$(field vendor_id); family=$(field 'cpu family'); model=$(field model); stepping=$(field stepping)
 name=$(field 'model name')
 if [ "${1:-}" = --slug ]; then
@@ -29,9 +29,12 @@ for d in /sys/devices/system/cpu/cpu0/cache/index*; do
 done
 kernel="(build/mpitrain not built)"
 if [ -x build/mpitrain ]; then
-    kernel=$(build/mpitrain train jobs/fmnist-mlp.ini --set train.steps=0 --set data.test= \
-                 --set run.progress=off --set run.dir="$(mktemp -d)/r" 2>&1 |
+    # one training step of the default job: its banner names the kernel
+    probe=$(mktemp -d)
+    kernel=$({ build/mpitrain train jobs/fmnist-mlp.ini --set train.steps=1 --set data.test= \
+                   --set checkpoint.every_steps=0 --set run.progress=off --set run.dir="$probe/r" 2>&1 || true; } |
              sed -n 's/.*compute: mpitrain gemm, \([a-z0-9]*\) kernels.*/\1/p' | head -n 1)
+    rm -rf "$probe"
     [ -n "$kernel" ] || kernel="(not reported)"
 fi
 echo "- CPU: $name"

@@ -31,7 +31,8 @@
  * changes a bit, since each C element stays one fma chain over p in order):
  *   order 0: panels of B's columns outer, row tiles inner (a B panel stays in L1);
  *   order 1: row tiles outer, panels inner (a tile's rows of A stay in L1);
- *   kc > 0:  p cut into blocks of kc, rows into blocks of 96: the next block's chains
+ *   kc > 0:  p cut into blocks of kc, rows into blocks of 8 tiles
+ *            (96 rows with AVX-512, 48 with AVX2): the next block's chains
  *            continue from the partial sums left in C (only where C is not accumulated
  *            into), so a block of A and of B stay in L2 on CPUs with a small one;
  *   pfb/pfa: software prefetch of B's rows / A's columns that lie further apart than

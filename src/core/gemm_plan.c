@@ -5,6 +5,7 @@
 
 #include <errno.h>
 #include <pthread.h>
+#include <stdatomic.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -15,7 +16,7 @@
 #include "core/cpuinfo.h"
 #include "core/gemm.h"
 
-enum { PLAN_MAX = 64, PLAN_MIN_FLOPS = 2000000 };
+enum { PLAN_MAX = 64, CACHE_MAX = 512, PLAN_MIN_FLOPS = 2000000, LINE_MAX_CHARS = 1024 };
 
 static const char *const WALK_NAMES[GEMM_NWALK] = {"j", "j-pfa", "j-nopf", "i", "kc128"};
 static const char *const TREE_NAMES[GEMM_NTREE] = {"t24x64", "t36x128", "t12x256"};
@@ -39,8 +40,16 @@ static PlanMode g_mode;
 static int g_force[2]; /* MODE_FORCE: the walk and the tree block (-1 = default) */
 static char g_cache[1024];
 static char g_cpu[256];
-static PlanEntry g_tab[PLAN_MAX];
+static PlanEntry g_tab[PLAN_MAX]; /* the shapes this run used */
 static int g_n;
+static unsigned g_gen;             /* bumped by gemm_plan_reset: stale slots are ignored */
+static atomic_int g_ready_fast;    /* ready() done and the mode needs no lock for small products */
+typedef struct {
+    GemmShape s;
+    int v;
+} CachedPlan;
+static CachedPlan g_cached[CACHE_MAX]; /* this CPU's and kernel's lines of the cache file */
+static int g_nc;
 
 const char *gemm_plan_name(int kind, int v)
 {
@@ -52,9 +61,10 @@ const char *gemm_plan_name(int kind, int v)
 static int name_index(int kind, const char *name, size_t len)
 {
     int nv = kind == GEMM_KIND_PRODUCT ? GEMM_NWALK : GEMM_NTREE;
+    if (kind != GEMM_KIND_PRODUCT && kind != GEMM_KIND_TREE) return -1;
     for (int v = 0; v < nv; v++) {
         const char *s = gemm_plan_name(kind, v);
-        if (strlen(s) == len && !strncmp(s, name, len)) return v;
+        if (s && strlen(s) == len && !strncmp(s, name, len)) return v;
     }
     return -1;
 }
@@ -137,6 +147,9 @@ static int parse_line(char *line, char **cpu, char **isa, GemmShape *s, char **n
     if (sscanf(f[2], "%ld %ld %ld %ld %ld %ld %ld %ld %ld %ld", &v[0], &v[1], &v[2], &v[3], &v[4],
                &v[5], &v[6], &v[7], &v[8], &v[9]) != 10)
         return -1;
+    if ((v[0] != GEMM_KIND_PRODUCT && v[0] != GEMM_KIND_TREE) || v[1] <= 0 || v[2] <= 0 || v[3] <= 0 ||
+        v[1] > 1 << 30 || v[2] > 1 << 30 || v[3] > 1 << 30 || v[4] < 0 || v[4] > 1 << 20)
+        return -1; /* not a line this version wrote: ignored (and dropped by the next save) */
     *s = (GemmShape){(int)v[0], (int)v[1], (int)v[2], (int)v[3], (int)v[4], (int)v[5], v[6], v[7], v[8], v[9]};
     *cpu = f[0];
     *isa = f[1];
@@ -144,28 +157,44 @@ static int parse_line(char *line, char **cpu, char **isa, GemmShape *s, char **n
     return 0;
 }
 
+/* reads one line into buf (NUL-terminated); a longer line is read to its end and
+ * returned as "" (ignored).  0 at the end of the file. */
+static int read_line(FILE *f, char *buf, size_t n)
+{
+    if (!fgets(buf, (int)n, f)) return 0;
+    if (!strchr(buf, '\n') && !feof(f)) {
+        int ch;
+        while ((ch = fgetc(f)) != EOF && ch != '\n') {
+        }
+        buf[0] = 0;
+    }
+    return 1;
+}
+
 static void cache_load(void)
 {
     if (!g_cache[0]) return;
     FILE *f = fopen(g_cache, "r");
     if (!f) return;
-    char line[1024];
+    char line[LINE_MAX_CHARS];
     const char *isa = gemm_isa_name();
-    while (fgets(line, sizeof line, f) && g_n < PLAN_MAX) {
+    while (read_line(f, line, sizeof line) && g_nc < CACHE_MAX) {
         char *cpu, *li, *name;
         GemmShape s;
         if (line[0] == '#' || parse_line(line, &cpu, &li, &s, &name) != 0) continue;
-        if (strcmp(cpu, g_cpu) != 0 || strcmp(li, isa) != 0 || find(&s)) continue;
+        if (strcmp(cpu, g_cpu) != 0 || strcmp(li, isa) != 0) continue;
         int v = name_index(s.kind, name, strlen(name));
         if (v < 0) continue;
-        PlanEntry *e = &g_tab[g_n++];
-        memset(e, 0, sizeof *e);
-        e->s = s;
-        e->cand = 1u << v;
-        e->chosen = v;
-        e->from_cache = 1;
+        g_cached[g_nc++] = (CachedPlan){s, v};
     }
     fclose(f);
+}
+
+static const CachedPlan *find_cached(const GemmShape *s)
+{
+    for (int i = 0; i < g_nc; i++)
+        if (shape_eq(&g_cached[i].s, s)) return &g_cached[i];
+    return NULL;
 }
 
 static void ready(void)
@@ -176,8 +205,10 @@ static void ready(void)
     for (char *p = g_cpu; *p; p++)
         if (*p == '\t' || *p == '\n') *p = ' ';
     cache_path();
+    g_nc = 0;
     if (g_mode == MODE_MEASURE) cache_load();
     g_ready = 1;
+    atomic_store_explicit(&g_ready_fast, g_mode != MODE_FORCE, memory_order_release);
 }
 
 static double flops(const GemmShape *s)
@@ -189,6 +220,8 @@ int gemm_plan_choose(const GemmShape *s, unsigned cand, int *slot)
 {
     *slot = -1;
     cand |= 1u;
+    /* below the planning size nothing is planned (unless forced): no lock needed */
+    if (flops(s) < PLAN_MIN_FLOPS && atomic_load_explicit(&g_ready_fast, memory_order_acquire)) return 0;
     pthread_mutex_lock(&g_mu);
     ready();
     int v = 0;
@@ -198,11 +231,16 @@ int gemm_plan_choose(const GemmShape *s, unsigned cand, int *slot)
     } else if (g_mode == MODE_MEASURE && flops(s) >= PLAN_MIN_FLOPS) {
         PlanEntry *e = find(s);
         if (!e && g_n < PLAN_MAX) {
+            const CachedPlan *cp = find_cached(s);
             e = &g_tab[g_n++];
             memset(e, 0, sizeof *e);
             e->s = *s;
             e->cand = cand;
             e->chosen = -1;
+            if (cp && (cand >> cp->v & 1u)) {
+                e->chosen = cp->v;
+                e->from_cache = 1;
+            }
         }
         if (e) e->used = 1;
         if (e && e->chosen >= 0) v = (cand >> e->chosen & 1u) ? e->chosen : 0;
@@ -214,7 +252,7 @@ int gemm_plan_choose(const GemmShape *s, unsigned cand, int *slot)
                 for (v = 0; v < GEMM_NWALK; v++)
                     if ((e->cand >> v & 1u) && seen++ == want) break;
                 e->trials++;
-                *slot = (int)(e - g_tab);
+                *slot = (int)(e - g_tab) + PLAN_MAX * (int)(g_gen & 0xFFFF);
             } else v = 0; /* waiting for the last reports */
         }
     }
@@ -226,7 +264,11 @@ void gemm_plan_report(int slot, int variant, double seconds)
 {
     if (slot < 0 || variant < 0 || variant >= GEMM_NWALK) return;
     pthread_mutex_lock(&g_mu);
-    PlanEntry *e = &g_tab[slot];
+    if (slot / PLAN_MAX != (int)(g_gen & 0xFFFF) || slot % PLAN_MAX >= g_n) { /* from before a reset */
+        pthread_mutex_unlock(&g_mu);
+        return;
+    }
+    PlanEntry *e = &g_tab[slot % PLAN_MAX];
     if (e->chosen < 0) {
         if (e->best_s[variant] == 0 || seconds < e->best_s[variant]) e->best_s[variant] = seconds;
         int nc = __builtin_popcount(e->cand);
@@ -308,17 +350,24 @@ int gemm_plan_save(void)
     if (g_mode != MODE_MEASURE || !g_cache[0] || !any) goto out;
     rc = -1;
     if (mkdirs_for(g_cache) != 0) goto out;
+    /* a temporary name no other process (on any host sharing the directory) uses */
     char tmp[1100];
-    snprintf(tmp, sizeof tmp, "%s.%ld.tmp", g_cache, (long)getpid());
-    FILE *out = fopen(tmp, "w");
-    if (!out) goto out;
+    snprintf(tmp, sizeof tmp, "%s.XXXXXX", g_cache);
+    int fd = mkstemp(tmp);
+    if (fd < 0) goto out;
+    FILE *out = fdopen(fd, "w");
+    if (!out) {
+        close(fd);
+        unlink(tmp);
+        goto out;
+    }
     fprintf(out, "# mpitrain gemm plan cache, v1: CPU \\t kernel \\t kind m n k nleaf acc rsa csa ldb ldc \\t walk\n"
                  "# written by gemm_plan_save (src/core/gemm_plan.c); safe to delete\n");
     const char *isa = gemm_isa_name();
     FILE *in = fopen(g_cache, "r");
     if (in) { /* keep every line that is not one of ours */
-        char line[1024], copy[1024];
-        while (fgets(line, sizeof line, in)) {
+        char line[LINE_MAX_CHARS], copy[LINE_MAX_CHARS];
+        while (read_line(in, line, sizeof line)) {
             char *cpu, *li, *name;
             GemmShape s;
             memcpy(copy, line, sizeof line);
@@ -336,6 +385,7 @@ int gemm_plan_save(void)
                 (long)e->s.ldc, gemm_plan_name(e->s.kind, e->chosen));
     }
     int bad = ferror(out);
+    if (bad) errno = EIO;
     if (fclose(out) != 0 || bad || rename(tmp, g_cache) != 0) {
         int er = errno;
         unlink(tmp);
@@ -351,7 +401,10 @@ out:
 void gemm_plan_reset(void)
 {
     pthread_mutex_lock(&g_mu);
+    atomic_store_explicit(&g_ready_fast, 0, memory_order_release);
     g_n = 0;
+    g_nc = 0;
+    g_gen++;
     g_ready = 0;
     pthread_mutex_unlock(&g_mu);
 }

@@ -15,9 +15,11 @@
  *                        "j,t36x128"; a walk a shape cannot take falls back to the default)
  *   MPITRAIN_PLAN_CACHE  the cache file (default $XDG_CACHE_HOME/mpitrain/gemm-plan, else
  *                        $HOME/.cache/mpitrain/gemm-plan) | off
- * Thread-safe.  Errors: none reach the caller; a cache that cannot be read is ignored
- * (and rewritten whole by the next save), one that cannot be written is reported by
- * gemm_plan_save's return value. */
+ * Thread-safe.  Errors: none reach the caller; a cache that cannot be read, or lines of
+ * it this version cannot parse, are ignored (such lines are dropped by the next save); a
+ * cache that cannot be written is reported by gemm_plan_save's return value.  Concurrent
+ * saves (jobs on one CPU model sharing a home directory) each rename a whole file: the
+ * last one wins, nothing is torn, at worst a shape is measured again. */
 #ifndef MPITRAIN_CORE_GEMM_PLAN_H
 #define MPITRAIN_CORE_GEMM_PLAN_H
 
@@ -53,12 +55,15 @@ void gemm_plan_report(int slot, int variant, double seconds);
 /* The name of candidate v of a kind ("j", "t24x64"); NULL when out of range. */
 const char *gemm_plan_name(int kind, int v);
 
-/* 0, or -1 with why[] saying what is wrong with MPITRAIN_PLAN (for a start-up check
- * that exits 78 before any work). */
+/* 0, or -1 with why[] saying what is wrong with MPITRAIN_PLAN (the trainer checks it at
+ * start and exits 78; elsewhere a bad value means the default walk everywhere). */
 int gemm_plan_check_env(char *why, size_t n);
 
-/* One line for the log: the mode, the cache, and each planned shape with its walk,
- * e.g. "measure (cache ~/.cache/mpitrain/gemm-plan): 512x128x784 j, tree 512x784x32/4 t36x128 (measured)". */
+/* One line for the log: the mode, the cache, and each planned shape this run used with
+ * its walk, e.g. "measure (3 shapes measured in this run, 2 from the cache PATH):
+ * 24x128x784 j, tree 24x784x32/4 t36x128" (MxNxK, "/LEAVES" for a tree, "+" where C is
+ * accumulated into; ", some still being measured" before the ")" while a shape is
+ * timed); "default"; or "forced WALK[,TREE]". */
 void gemm_plan_describe(char *buf, size_t n);
 
 /* Writes the decided shapes to the cache (kept: other CPU models' lines), atomically

@@ -161,7 +161,8 @@ void train_report_eval(Trainer *t, uint64_t epoch, double loss, double acc);
 void train_report_ckpt(Trainer *t, double pause, int async);
 /* After each step: add the strategy's figures of the step to the window. */
 void train_report_stats(Trainer *t);
-/* logs the gemm plan (core/gemm_plan.h) and saves it to the plan cache (local rank 0) */
+/* logs the gemm plan (core/gemm_plan.h; rank 0's, when rank 0 computes) and saves it to
+ * the plan cache; called by the ranks that compute */
 void train_report_plan(Trainer *t);
 /* The loss of step `step` is not finite: name the first bad micro-batch and its rank. */
 void train_report_diverged(Trainer *t, uint64_t step, double loss);

@@ -343,8 +343,10 @@ void train_report_plan(Trainer *t)
     char buf[4096];
     gemm_plan_describe(buf, sizeof buf);
     log_info("gemm plan: %s", buf);
-    /* one rank a node keeps the plan for the next run on this CPU model */
-    if (t->comm->local_rank == 0 && gemm_plan_save() < 0)
+    /* every rank that computes keeps its plan for the next run on this CPU model (one
+     * atomic rename each; the last one's file stays, merged with what was there) */
+    (void)t;
+    if (gemm_plan_save() < 0)
         log_all("note: the gemm plan cache could not be written (%s); the next run on this "
                 "CPU measures again (MPITRAIN_PLAN_CACHE=off silences this)", strerror(errno));
 }

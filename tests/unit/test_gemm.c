@@ -155,8 +155,9 @@ static void check_plan(const char *plan)
     setenv("MPITRAIN_PLAN_CACHE", "off", 1);
     gemm_plan_reset();
     /* large enough to be planned (>= 2 M flops), with row and column tails, k-blocks
-     * with a tail (300 = 2 x 128 + 44), strided A both ways, and accumulation */
-    const int m = 43, n = 150, k = 300;
+     * with a tail (300 = 2 x 128 + 44) over several row blocks (101 rows: 48- and
+     * 96-row blocks with tails), strided A both ways, and accumulation */
+    const int m = 101, n = 150, k = 300;
     for (int trans = 0; trans < 2; trans++)
         for (int acc = 0; acc < 2; acc++) {
             float *a = randv((size_t)m * k, 70 + trans), *b = randv((size_t)k * n, 72);
