@@ -130,7 +130,7 @@ plan_run() { # NAME [env...]: 20 steps of the default job at 1 thread
 plan_run first || { tail -n 20 "$WORK/runs/plan-first.log"; fail "plan: the first run failed"; }
 grep -q "gemm plan: measure ([1-9][0-9]* shapes* measured in this run, 0 from the cache $CACHE)" "$WORK/runs/plan-first.log" \
     || fail "plan: the first run did not measure and report its plan: $(grep 'gemm plan' "$WORK/runs/plan-first.log")"
-[ "$(grep -c "$(grep -m1 'model name' /proc/cpuinfo | cut -d: -f2- | sed 's/^ *//')" "$CACHE")" -ge 1 ] \
+[ "$(grep -cF "$(grep -m1 'model name' /proc/cpuinfo | cut -d: -f2- | sed 's/^ *//')" "$CACHE")" -ge 1 ] \
     || fail "plan: $CACHE holds no line for this CPU: $(cat "$CACHE")"
 # lines this version did not write must be ignored, not crash a run: a bad kind, an
 # unknown walk, a line longer than the reader's buffer, a truncated one
