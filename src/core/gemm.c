@@ -476,7 +476,8 @@ static void g_add(int mr, int nc, float *d, ptrdiff_t ldd, const float *s, ptrdi
  * rows a multiple of both kernels' tile heights */
 static const int TREE_BLOCK[GEMM_NTREE][2] = {[GEMM_TREE_24X64] = {24, 64},
                                               [GEMM_TREE_36X128] = {36, 128},
-                                              [GEMM_TREE_12X256] = {12, 256}};
+                                              [GEMM_TREE_12X256] = {12, 256},
+                                              [GEMM_TREE_36X128A] = {36, 128}};
 enum { TREE_SCRATCH = 36 * 128 }; /* floats per level: the largest block */
 
 typedef struct {
@@ -528,11 +529,33 @@ void gemm_f32_tree(int m, int n, int k, int nleaf, const float *a, ptrdiff_t rsa
     double t0 = slot >= 0 ? now_s() : 0;
     const int bm = TREE_BLOCK[v][0], bn = TREE_BLOCK[v][1];
     TreeArgs t = {k, bn, a, b, rsa, csa, a_leaf, ldb, b_leaf};
-    for (int i0 = 0; i0 < m; i0 += bm)
+    float *pa = NULL;
+    if (v == GEMM_TREE_36X128A) {
+        /* every leaf's rows [i0, i0 + bm) of A as (k, bm) panels, p major: A_q(i, p) at
+         * pa[(q k + p) bm + i]; the same values, so the same bits */
+        pa = xaligned((size_t)nleaf * (size_t)k * (size_t)bm * sizeof(float));
+        t.a = pa;
+        t.rsa = 1;
+        t.csa = bm;
+        t.a_leaf = (ptrdiff_t)k * bm;
+    }
+    for (int i0 = 0; i0 < m; i0 += bm) {
+        const int mr = MT_MIN(bm, m - i0);
+        if (pa)
+            for (int q = 0; q < nleaf; q++)
+                for (int p = 0; p < k; p++) {
+                    const float *src = a + q * a_leaf + (ptrdiff_t)i0 * rsa + (ptrdiff_t)p * csa;
+                    float *dst = pa + ((size_t)q * k + p) * bm;
+                    if (rsa == 1) memcpy(dst, src, (size_t)mr * sizeof(float));
+                    else
+                        for (int i = 0; i < mr; i++) dst[i] = src[(ptrdiff_t)i * rsa];
+                }
         for (int j0 = 0; j0 < n; j0 += bn)
-            tree_block(&t, 0, nleaf, MT_MIN(bm, m - i0), MT_MIN(bn, n - j0),
-                       (ptrdiff_t)i0 * rsa, j0, c + (ptrdiff_t)i0 * ldc + j0, ldc, tmp);
+            tree_block(&t, 0, nleaf, mr, MT_MIN(bn, n - j0), pa ? 0 : (ptrdiff_t)i0 * rsa, j0,
+                       c + (ptrdiff_t)i0 * ldc + j0, ldc, tmp);
+    }
     if (slot >= 0) gemm_plan_report(slot, v, now_s() - t0);
+    free(pa);
     free(tmp);
 }
 

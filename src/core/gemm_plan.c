@@ -19,7 +19,7 @@
 enum { PLAN_MAX = 64, CACHE_MAX = 512, PLAN_MIN_FLOPS = 2000000, LINE_MAX_CHARS = 1024 };
 
 static const char *const WALK_NAMES[GEMM_NWALK] = {"j", "j-pfa", "j-nopf", "i", "kc128"};
-static const char *const TREE_NAMES[GEMM_NTREE] = {"t24x64", "t36x128", "t12x256"};
+static const char *const TREE_NAMES[GEMM_NTREE] = {"t24x64", "t36x128", "t12x256", "t36x128a"};
 
 typedef struct {
     GemmShape s;
@@ -91,7 +91,7 @@ static int parse_env(PlanMode *mode, int force[2], char *why, size_t n)
                 snprintf(why, n,
                          "MPITRAIN_PLAN=%s: '%.*s' is not a plan; use measure (the default), "
                          "default, or a walk (j, j-pfa, j-nopf, i, kc128) and/or a tree block "
-                         "(t24x64, t36x128, t12x256), comma-separated",
+                         "(t24x64, t36x128, t12x256, t36x128a), comma-separated",
                          e, (int)len, p);
             return -1;
         }

@@ -32,9 +32,11 @@
  *   i       row tiles outer, panels of B inner
  *   kc128   j within blocks of 128 of p and of 8 row tiles (C not accumulated into)
  * and the blocks in which the tree of products (gemm_f32_tree) forms C:
- *   t24x64, t36x128, t12x256 (rows x columns). */
+ *   t24x64, t36x128, t12x256 (rows x columns); t36x128a: t36x128 with each block's rows
+ *   of every leaf's A copied first into a contiguous panel (A read with a large stride,
+ *   e.g. dy^T with rows 2 KB apart, maps to a few L1 sets; the copy does not). */
 enum { GEMM_WALK_J, GEMM_WALK_J_PFA, GEMM_WALK_J_NOPF, GEMM_WALK_I, GEMM_WALK_KC128, GEMM_NWALK };
-enum { GEMM_TREE_24X64, GEMM_TREE_36X128, GEMM_TREE_12X256, GEMM_NTREE };
+enum { GEMM_TREE_24X64, GEMM_TREE_36X128, GEMM_TREE_12X256, GEMM_TREE_36X128A, GEMM_NTREE };
 enum { GEMM_PLAN_ROUNDS = 3 };
 
 typedef enum { GEMM_KIND_PRODUCT = 0, GEMM_KIND_TREE = 1 } GemmKind;

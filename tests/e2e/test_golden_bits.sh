@@ -98,7 +98,7 @@ for job in mlp gelu; do
     for isa in "${isas[@]}"; do
         # ranks:threads (0: the default, cores / ranks); the best kernel also at 1 and 4
         # ranks:threads[:plan]; the best kernel also with every walk forced
-        confs=(1:0 2:0); [ "$isa" = "${isas[-1]}" ] && confs+=(1:1 1:4 1:1:kc128,t12x256 1:1:i,t36x128 1:1:j-nopf 1:1:j-pfa)
+        confs=(1:0 2:0); [ "$isa" = "${isas[-1]}" ] && confs+=(1:1 1:4 1:1:kc128,t12x256 1:1:i,t36x128 1:1:j-nopf,t36x128a 1:1:j-pfa)
         for conf in "${confs[@]}"; do
             IFS=: read -r np th plan <<<"$conf"
             what="$job, $isa kernels, N=$np, threads=$([ "$th" = 0 ] && echo default || echo "$th")${plan:+, plan $plan}"
