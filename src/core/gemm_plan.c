@@ -9,7 +9,6 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <sys/stat.h>
 #include <unistd.h>
 
 #include "core/common.h"
@@ -323,7 +322,7 @@ void gemm_plan_describe(char *buf, size_t n)
     pthread_mutex_unlock(&g_mu);
 }
 
-/* mkdir -p of the directory part of path */
+/* mkdir -p of the directory part of path (common.h's mkdir_p) */
 static int mkdirs_for(const char *path)
 {
     char d[1024];
@@ -331,14 +330,7 @@ static int mkdirs_for(const char *path)
     char *slash = strrchr(d, '/');
     if (!slash || slash == d) return 0;
     *slash = 0;
-    for (char *p = d + 1; *p; p++)
-        if (*p == '/') {
-            *p = 0;
-            if (mkdir(d, 0755) != 0 && errno != EEXIST) return -1;
-            *p = '/';
-        }
-    if (mkdir(d, 0755) != 0 && errno != EEXIST) return -1;
-    return 0;
+    return mkdir_p(d);
 }
 
 int gemm_plan_save(void)
@@ -352,7 +344,7 @@ int gemm_plan_save(void)
     if (mkdirs_for(g_cache) != 0) goto out;
     /* a temporary name no other process (on any host sharing the directory) uses */
     char tmp[1100];
-    snprintf(tmp, sizeof tmp, "%s.XXXXXX", g_cache);
+    snprintf(tmp, sizeof tmp, "%s.XXXXXX", g_cache); /* mkstemp's template, filled in by it */
     int fd = mkstemp(tmp);
     if (fd < 0) goto out;
     FILE *out = fdopen(fd, "w");

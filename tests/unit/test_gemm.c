@@ -123,28 +123,34 @@ static void tree_ref(float **v, int lo, int hi, size_t n, float *dst)
     free(r);
 }
 
+/* gemm_f32_tree of nleaf dW-like leaves (A^T read from (k, m) rows), called reps times,
+ * equals the leaves' reference products summed along the tree, every time */
+static void check_tree(int m, int n, int k, int nleaf, uint64_t salt, int reps)
+{
+    float *a = randv((size_t)nleaf * k * m, salt), *b = randv((size_t)nleaf * k * n, salt + 20);
+    float **leaf = xcalloc(nleaf, sizeof(float *));
+    for (int q = 0; q < nleaf; q++) {
+        leaf[q] = xaligned((size_t)m * n * sizeof(float));
+        ref_gemm(m, n, k, a + (size_t)q * k * m, 1, m, b + (size_t)q * k * n, n, leaf[q], n, 0);
+    }
+    float *want = xaligned((size_t)m * n * sizeof(float)), *got = xaligned((size_t)m * n * sizeof(float));
+    tree_ref(leaf, 0, nleaf, (size_t)m * n, want);
+    for (int rep = 0; rep < reps; rep++) {
+        gemm_f32_tree(m, n, k, nleaf, a, 1, m, (ptrdiff_t)k * m, b, n, (ptrdiff_t)k * n, got, n);
+        assert_memory_equal(want, got, (size_t)m * n * sizeof(float));
+    }
+    for (int q = 0; q < nleaf; q++) free(leaf[q]);
+    free(leaf);
+    free(a);
+    free(b);
+    free(want);
+    free(got);
+}
+
 static void test_tree_of_products(void **state)
 {
     (void)state;
-    int m = 30, n = 70, k = 9; /* dW-like: A^T read from (k, m) rows */
-    for (int nleaf = 1; nleaf <= 9; nleaf++) {
-        float *a = randv((size_t)nleaf * k * m, 20 + nleaf), *b = randv((size_t)nleaf * k * n, 40 + nleaf);
-        float **leaf = xcalloc(nleaf, sizeof(float *));
-        for (int q = 0; q < nleaf; q++) {
-            leaf[q] = xaligned((size_t)m * n * sizeof(float));
-            ref_gemm(m, n, k, a + (size_t)q * k * m, 1, m, b + (size_t)q * k * n, n, leaf[q], n, 0);
-        }
-        float *want = xaligned((size_t)m * n * sizeof(float)), *got = xaligned((size_t)m * n * sizeof(float));
-        tree_ref(leaf, 0, nleaf, (size_t)m * n, want);
-        gemm_f32_tree(m, n, k, nleaf, a, 1, m, (ptrdiff_t)k * m, b, n, (ptrdiff_t)k * n, got, n);
-        assert_memory_equal(want, got, (size_t)m * n * sizeof(float));
-        for (int q = 0; q < nleaf; q++) free(leaf[q]);
-        free(leaf);
-        free(a);
-        free(b);
-        free(want);
-        free(got);
-    }
+    for (int nleaf = 1; nleaf <= 9; nleaf++) check_tree(30, 70, 9, nleaf, 20 + nleaf, 1);
 }
 
 /* every walk and tree block the planner can pick, forced one by one with every kernel, and
@@ -177,27 +183,8 @@ static void check_plan(const char *plan)
             free(want);
             free(got);
         }
-    const int tk = 33, tm = 43, tn = 300;
-    for (int nleaf = 2; nleaf <= 5; nleaf++) {
-        float *a = randv((size_t)nleaf * tk * tm, 80 + nleaf), *b = randv((size_t)nleaf * tk * tn, 90 + nleaf);
-        float **leaf = xcalloc(nleaf, sizeof(float *));
-        for (int q = 0; q < nleaf; q++) {
-            leaf[q] = xaligned((size_t)tm * tn * sizeof(float));
-            ref_gemm(tm, tn, tk, a + (size_t)q * tk * tm, 1, tm, b + (size_t)q * tk * tn, tn, leaf[q], tn, 0);
-        }
-        float *want = xaligned((size_t)tm * tn * sizeof(float)), *got = xaligned((size_t)tm * tn * sizeof(float));
-        tree_ref(leaf, 0, nleaf, (size_t)tm * tn, want);
-        for (int rep = 0; rep < GEMM_NTREE * GEMM_PLAN_ROUNDS + 2; rep++) {
-            gemm_f32_tree(tm, tn, tk, nleaf, a, 1, tm, (ptrdiff_t)tk * tm, b, tn, (ptrdiff_t)tk * tn, got, tn);
-            assert_memory_equal(want, got, (size_t)tm * tn * sizeof(float));
-        }
-        for (int q = 0; q < nleaf; q++) free(leaf[q]);
-        free(leaf);
-        free(a);
-        free(b);
-        free(want);
-        free(got);
-    }
+    /* trees: every block size, each tried GEMM_PLAN_ROUNDS times when measuring */
+    for (int nleaf = 2; nleaf <= 5; nleaf++) check_tree(43, 300, 33, nleaf, 80 + nleaf, GEMM_NTREE * GEMM_PLAN_ROUNDS + 2);
 }
 
 static void test_every_plan_gives_the_same_bits(void **state)
