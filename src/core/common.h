@@ -70,4 +70,16 @@ double now_s(void);
 #define MT_MIN(a, b) ((a) < (b) ? (a) : (b))
 #define MT_MAX(a, b) ((a) > (b) ? (a) : (b))
 
+/* MT_VEC: an elementwise loop compiled twice, for AVX2 and for the x86-64 baseline
+ * (SSE2), the copy picked once at load time by the CPU (target_clones: a glibc ifunc).
+ * Each vector lane performs the scalar code's IEEE operations in its order (no
+ * contraction: the build has -ffp-contract=off), so both copies give the same bits.  No
+ * AVX-512 copy: these loops are bound by memory, and forcing MPITRAIN_GEMM_ISA=avx2 on
+ * an AVX-512 CPU then runs what an AVX2-only CPU runs.  MT_NO_VEC_CLONES turns it off. */
+#if defined(__x86_64__) && defined(__GNUC__) && !defined(MT_NO_VEC_CLONES)
+#define MT_VEC __attribute__((target_clones("avx2", "default")))
+#else
+#define MT_VEC
+#endif
+
 #endif

@@ -38,7 +38,7 @@ static void dense_forward(const Layer *l, const float *params, const float *x, f
 }
 
 /* d (n) *= act'(.) in place, db (n) += d. */
-static void act_grad_colsum_row(ActKind act, float *restrict d, const float *restrict y,
+MT_VEC static void act_grad_colsum_row(ActKind act, float *restrict d, const float *restrict y,
                                 const float *restrict z, float *restrict db, int n)
 {
     switch (act) {
@@ -105,13 +105,22 @@ static void dense_backward(const Layer *l, const float *params, const float *x,
 
 /* ---------------------------------------------------------------- layer-wise */
 
-static void act_apply(ActKind act, float *v, int n)
+MT_VEC static void act_apply(ActKind act, float *v, int n)
 {
     switch (act) {
     case ACT_NONE: break;
     case ACT_RELU: LAYER_LOOP(j, n, { v[j] = v[j] > 0.0f ? v[j] : 0.0f; }) break;
     case ACT_TANH: mathf_tanhf_n(v, v, (size_t)n); break;
     case ACT_GELU: layer_act_gelu(v, v, n); break;
+    }
+}
+
+/* yt (n, rt): row o += b[o] */
+MT_VEC static void add_bias_rows(float *yt, const float *b, int n, int rt)
+{
+    for (int o = 0; o < n; o++) {
+        float *row = yt + (size_t)o * rt, bo = b[o];
+        LAYER_LOOP(c, rt, { row[c] = row[c] + bo; })
     }
 }
 
@@ -123,10 +132,7 @@ void dense_lw_forward(const Layer *l, const float *params, const float *xt, floa
     const float *b = params + l->params[1].off; /* (out) */
     float *ytb = yt + (size_t)o0 * rt;
     gemm_f32(n, rt, in, w + (size_t)o0 * in, in, 1, xt, rt, ytb, rt, 0);
-    for (int o = 0; o < n; o++) { /* z = y + b */
-        float *row = ytb + (size_t)o * rt, bo = b[o0 + o];
-        LAYER_LOOP(c, rt, { row[c] = row[c] + bo; })
-    }
+    add_bias_rows(ytb, b + o0, n, rt); /* z = y + b */
     if (l->act == ACT_GELU) gemm_transpose(n, rt, ytb, rt, aux + o0, out); /* z, by rows */
     for (int o = 0; o < n; o++) act_apply(l->act, ytb + (size_t)o * rt, rt);
     gemm_transpose(n, rt, ytb, rt, y + o0, out);

@@ -75,7 +75,7 @@ const char *optim_state_name(const OptimConf *c, int i)
     return "momentum";
 }
 
-static int sgd_plain(float lr, float lrwd, float gs, float *restrict p,
+MT_VEC static int sgd_plain(float lr, float lrwd, float gs, float *restrict p,
                      const float *restrict g, size_t n)
 {
     uint32_t acc[16] = {0};
@@ -90,7 +90,7 @@ static int sgd_plain(float lr, float lrwd, float gs, float *restrict p,
 
 /* Only p is checked: a non-finite buf makes p non-finite too (lr * ±inf is ±inf for
  * lr > 0 and NaN for lr = 0; lr * NaN is NaN), so checking p covers both. */
-static int sgd_momentum(float lr, float lrwd, float gs, float mu, int nesterov,
+MT_VEC static int sgd_momentum(float lr, float lrwd, float gs, float mu, int nesterov,
                         float *restrict p, const float *restrict g, float *restrict buf,
                         size_t n)
 {

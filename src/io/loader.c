@@ -135,6 +135,7 @@ int loader_create(Dataset *ds, const LoaderConf *c, uint64_t first_step, Loader 
     sigaddset(&block, SIGUSR2);
     pthread_sigmask(SIG_BLOCK, &block, &old);
     int e = pthread_create(&ld->thread, NULL, prefetch_main, ld);
+    if (!e) pthread_setname_np(ld->thread, "mt-prefetch"); /* named for top/perf/gdb */
     pthread_sigmask(SIG_SETMASK, &old, NULL);
     if (e != 0) {
         ld->stop = 1;

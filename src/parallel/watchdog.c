@@ -44,7 +44,10 @@ void watchdog_start(double timeout_s, int rank)
     if (timeout_s <= 0 || g_running) return;
     g_timeout = timeout_s;
     atomic_store(&g_stop, 0);
-    if (pthread_create(&g_th, NULL, watch, NULL) == 0) g_running = 1;
+    if (pthread_create(&g_th, NULL, watch, NULL) == 0) {
+        g_running = 1;
+        pthread_setname_np(g_th, "mt-watchdog");
+    }
 }
 
 void watchdog_step(uint64_t step, const char *phase)
