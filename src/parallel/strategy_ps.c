@@ -29,8 +29,11 @@
  *
  * Delayed (consistency = delayed, staleness s): worker step t computes on version t - s
  * (the parameters after step t - s; the first s steps of a run on its first version),
- * kept in a ring of s + 1 versions; the servers work as in sync.  Reproducible and
- * independent of S and W; s = 0 is sync.  docs/design.md §6 says what it does not do yet.
+ * kept in a ring of s + 1 versions; the servers work as in sync.  With lookahead f > 0
+ * (parallel.lookahead, default 1) the step computes on w + f (w - w'), w version t - s
+ * and w' version t - s - 1 (kept too: a ring of s + 2), elementwise in that order of
+ * operations — a guess of where the parameters have moved meanwhile that is a function
+ * of the versions alone.  Reproducible and independent of S and W; s = 0 is sync.  docs/design.md §6 says what it does not do yet.
  *
  * ssp and async: strategy_ps_async.c (what a step is there, and the update rule).
  * delayed, ssp and async are not lockstep (ps_lockstep): the trainer agrees with the
@@ -176,12 +179,13 @@ static int ps_create(Comm *comm, const StrategyConf *c, size_t nparams, int nsta
         p->nchunks = make_chunks(p, 0, p->S, &p->chunks);
         slots = 2 * p->nchunks * (p->stale + 1);
         if (p->stale > 0) {
-            p->ring = xcalloc((size_t)p->stale + 1, sizeof(float *));
+            p->look = p->cons == PS_DELAYED ? (float)c->lookahead : 0.0f;
+            p->nring = p->stale + 1 + (p->look > 0.0f);
+            p->ring = xcalloc((size_t)p->nring, sizeof(float *));
             p->gring = xcalloc((size_t)p->stale + 1, sizeof(float *));
-            for (int v = 0; v <= p->stale; v++) {
-                p->ring[v] = xaligned(nparams * sizeof(float));
-                p->gring[v] = xaligned(nparams * sizeof(float));
-            }
+            for (int v = 0; v < p->nring; v++) p->ring[v] = xaligned(nparams * sizeof(float));
+            for (int v = 0; v <= p->stale; v++) p->gring[v] = xaligned(nparams * sizeof(float));
+            if (p->look > 0.0f) p->pred = xaligned(nparams * sizeof(float));
         }
     } else {
         /* slot i*W + w: window i's receive from worker w; then W sends per chunk */
@@ -209,10 +213,9 @@ static void ps_destroy(Strategy *s)
         }
     comm_p2p_destroy(p->comm, p->set);
     ps_async_free(p);
-    for (int v = 0; p->ring && v <= p->stale; v++) {
-        free(p->ring[v]);
-        free(p->gring[v]);
-    }
+    for (int v = 0; p->ring && v < p->nring; v++) free(p->ring[v]);
+    for (int v = 0; p->gring && v <= p->stale; v++) free(p->gring[v]);
+    free(p->pred);
     free(p->ring);
     free(p->gring);
     free(p->busy);
@@ -230,7 +233,10 @@ static void ps_describe(const Strategy *s, char *buf, size_t n)
     for (int i = 0; i < p->S; i++) mx = MT_MAX(mx, p->rhi[i] - p->rlo[i]);
     double mean = (double)p->nparams / p->S;
     char cons[128];
-    if (p->cons == PS_DELAYED && p->stale > 0)
+    if (p->cons == PS_DELAYED && p->stale > 0 && p->look > 0.0f)
+        snprintf(cons, sizeof cons, "delayed (step t computes on version t - %d moved on by "
+                 "lookahead %g x its last step)", p->stale, (double)p->look);
+    else if (p->cons == PS_DELAYED && p->stale > 0)
         snprintf(cons, sizeof cons, "delayed (step t computes on version t - %d)", p->stale);
     else if (p->cons == PS_DELAYED)
         snprintf(cons, sizeof cons, "delayed (s = 0: sync)");
@@ -448,6 +454,17 @@ static void server_serve(PsStrategy *p)
 
 /* ---- the step ----------------------------------------------------------------- */
 
+/* out = w + f (w - w0), elementwise in this order (no contraction: the same bits on
+ * every CPU and with either copy) */
+MT_VEC static void lookahead(float *restrict out, const float *restrict w,
+                             const float *restrict w0, float f, size_t n)
+{
+    size_t i = 0;
+    for (; i + 16 <= n; i += 16) /* a known trip count: gcc -O2 vectorises it */
+        for (int j = 0; j < 16; j++) out[i + j] = w[i + j] + f * (w[i + j] - w0[i + j]);
+    for (; i < n; i++) out[i] = w[i] + f * (w[i] - w0[i]);
+}
+
 static void ps_step_begin(Strategy *s, const StrategyStep *step, float *params, float *grads,
                           StrategyHooks *h)
 {
@@ -464,7 +481,7 @@ static void ps_step_begin(Strategy *s, const StrategyStep *step, float *params, 
         if (!p->started) { /* the run's first step: its parameters are version t0 */
             p->started = 1;
             p->t0 = t;
-            if (p->ring) memcpy(p->ring[t % ns], params, p->nparams * sizeof(float));
+            if (p->ring) memcpy(p->ring[t % (uint64_t)p->nring], params, p->nparams * sizeof(float));
         }
         p->cur = t;
         if (p->ring) {
@@ -477,10 +494,17 @@ static void ps_step_begin(Strategy *s, const StrategyStep *step, float *params, 
             p->t_comm += now_s() - w0;
             uint64_t v = t >= p->t0 + (uint64_t)p->stale ? t - (uint64_t)p->stale : p->t0;
             if (p->cons == PS_SSP) v = ps_ssp_version(p, t); /* newer when it has come */
-            h->params = p->ring[v % ns];
+            uint64_t nr = (uint64_t)p->nring;
+            h->params = p->ring[v % nr];
+            if (p->pred && v >= p->t0 + 1) {
+                /* version v - 1 was waited for at step t - 1; its slot is where version
+                 * t + 1 will arrive, whose receives this step posts later */
+                lookahead(p->pred, p->ring[v % nr], p->ring[(v - 1) % nr], p->look, p->nparams);
+                h->params = p->pred;
+            }
             p->st.wait_s += now_s() - w0;
             p->st.staleness = (int)(t - v);
-            p->recv_into = p->ring[(t + 1) % ns];
+            p->recv_into = p->ring[(t + 1) % nr];
             /* the pushes of step t - s - 1 from this slab are done (waited above) */
             h->grads = p->grads = p->gring[t % ns];
         } else {

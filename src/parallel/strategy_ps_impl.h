@@ -57,7 +57,10 @@ typedef struct {
     /* worker */
     int cons;            /* PS_SYNC, PS_DELAYED, PS_SSP or PS_ASYNC */
     int stale;           /* delayed, ssp: parallel.staleness s (sync, async: 0) */
-    float **ring;        /* (s + 1) parameter versions: version v in ring[v % (s + 1)]; s = 0: NULL */
+    float **ring;        /* (nring) parameter versions: version v in ring[v % nring]; s = 0: NULL */
+    int nring;           /* s + 1, or s + 2 with lookahead (version t - s - 1 kept too) */
+    float look;          /* delayed: parallel.lookahead (0: off) */
+    float *pred;         /* (nparams) delayed with lookahead: the parameters step t computes on */
     float **gring;       /* (s + 1) gradient slabs: step t's in gring[t % (s + 1)]; s = 0: NULL */
     uint64_t t0;         /* the first step of this run (after a resume: its step) */
     int started;

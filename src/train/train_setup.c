@@ -102,6 +102,7 @@ int train_plan_split(const Config *c, int rank, int world, StrategyConf *sconf,
         .servers = c->parallel_servers,
         .consistency = c->parallel_consistency,
         .staleness = c->parallel_staleness,
+        .lookahead = c->parallel_lookahead,
         .server_ranks = c->parallel_server_ranks,
     };
     if (!(*ops = strategy_find(c->parallel_mode))) return err_code();

@@ -40,12 +40,20 @@ note "delayed: s = 0 is sync; s = 2 is reproducible and the same for any server 
 ps_case delayed0 3 1 last "$REF" --set parallel.consistency=delayed --set parallel.staleness=0
 mpi 3 train "$J" "${common[@]}" "${ps[@]}" --set parallel.consistency=delayed --set parallel.staleness=2 --set run.dir="$WORK/runs/d2" >"$WORK/d2.log" 2>&1 || { tail "$WORK/d2.log"; fail "delayed s=2"; }
 D2=$(final_ckpt "$WORK/runs/d2")
-grep -q "consistency delayed (step t computes on version t - 2)" "$WORK/d2.log" || fail "delayed: no role line"
+grep -q "consistency delayed (step t computes on version t - 2 moved on by lookahead 1 x its last step)" "$WORK/d2.log" || fail "delayed: no role line"
 ps_case delayed2-again 3 1 last "$D2" --set parallel.consistency=delayed --set parallel.staleness=2
 ps_case delayed2-s2 4 2 first "$D2" --set parallel.consistency=delayed --set parallel.staleness=2
 ps_case delayed2-w4 5 1 last "$D2" --set parallel.consistency=delayed --set parallel.staleness=2 --set train.threads=1
 h5diff -q "$REF" "$D2" /model /model >/dev/null 2>&1 && fail "delayed s=2 equals sync: the delay did nothing"
 echo "delayed s=2: reproducible, equal for 1 and 2 servers and 2 and 4 workers, different from sync"
+note "delayed without lookahead (parallel.lookahead = 0): reproducible too, and not the lookahead's bits"
+mpi 3 train "$J" "${common[@]}" "${ps[@]}" --set parallel.consistency=delayed --set parallel.staleness=2 --set parallel.lookahead=0 \
+    --set run.dir="$WORK/runs/d2l0" >"$WORK/d2l0.log" 2>&1 || { tail "$WORK/d2l0.log"; fail "delayed s=2 lookahead 0"; }
+D2L0=$(final_ckpt "$WORK/runs/d2l0")
+grep -q "consistency delayed (step t computes on version t - 2);" "$WORK/d2l0.log" || fail "delayed lookahead 0: no role line"
+ps_case delayed2-look0-s2 4 2 first "$D2L0" --set parallel.consistency=delayed --set parallel.staleness=2 --set parallel.lookahead=0
+h5diff -q "$D2" "$D2L0" /model /model >/dev/null 2>&1 && fail "parallel.lookahead = 1 gave the bits of lookahead = 0: it did nothing"
+echo "delayed s=2, lookahead 0: reproducible across 1 and 2 servers, different from lookahead 1"
 note "metrics: bytes, pull wait, server busy, staleness"
 $PYTHON - "$WORK/runs/d2/metrics.jsonl" "$WORK/runs/clip-s1/metrics.jsonl" <<'PY' || fail "PS metrics"
 import json, sys

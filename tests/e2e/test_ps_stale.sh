@@ -4,10 +4,12 @@
 # run.slow, reaches the bound and stays within it); async runs and records its staleness;
 # on a short run of the default job (500 steps) async reaches the test accuracy of sync
 # within 2.5 points (its order of updates depends on timing: 0.7 and 1.1 points behind
-# in two runs on a loaded machine; 0.01 better after the full job), delayed and ssp (s = 2, whose momentum the staleness rule lowers, so
-# they learn more slowly early on: measured 2.9 points behind at 500 steps, 0.5 after the
-# full job, docs/design.md §6) within 4 points, all above 80 % (without the rule delayed
-# diverges); ranks that are not in lockstep still
+# in two runs on a loaded machine; 0.01 better after the full job), delayed (s = 2, its
+# momentum lowered by the staleness rule and its parameters moved on by the lookahead:
+# bitwise reproducible, so exactly 2.03 points behind at 500 steps on every machine —
+# 2.9 without the lookahead — and 0.44 after the full job, docs/design.md §6) within 2.5
+# points, ssp (s = 2, the rule but no lookahead: 3 points behind) within 4, all above
+# 80 % (without the rule delayed diverges); ranks that are not in lockstep still
 # stop together: a diverging async run exits 70, SIGTERM checkpoints and exits 75, and
 # --resume auto finishes it; async with clipping is refused (exit 78).
 source "$(dirname "$0")/lib.sh"
@@ -55,7 +57,7 @@ def acc(c):
     return ev[-1]["accuracy"]
 ref = acc("sync")
 assert ref > 0.80, ref
-for c, tol in (("delayed", 0.04), ("ssp", 0.04), ("async", 0.025)):
+for c, tol in (("delayed", 0.025), ("ssp", 0.04), ("async", 0.025)):
     a = acc(c)
     print("%-7s %.4f (sync %.4f, allowed %.1f points below)" % (c, a, ref, 100 * tol))
     assert a > 0.80 and ref - a <= tol, (c, a, ref)
