@@ -39,6 +39,8 @@ typedef struct {
     float *dbm;     /* (nmb, max_width) per-micro-batch bias sums */
     float **dbl;    /* (nmb) dbm's rows: the leaves of their tree_sum */
     atomic_int *ctr;   /* (nphase) work items claimed, per phase of the step */
+    _Atomic uint64_t *seg; /* (nlayers, threads) forward items of thread t's segment still
+                              to take: front in the low 32 bits, back in the high */
     atomic_int *dx_done; /* (nlayers) dx items finished */
     int nphase;
     atomic_int bar_count;
@@ -356,6 +358,31 @@ static void lw_barrier(Exec *e, Driver *d)
 /* Claim the next work item of phase ph (items are handed out in order). */
 static int lw_claim(Exec *e, int ph) { return atomic_fetch_add_explicit(&e->w.ctr[ph], 1, memory_order_acq_rel); }
 
+/* A forward item of layer l for thread tid, or -1 when none is left.  The items are cut
+ * into one contiguous segment per thread, taken front to back by their owner; a thread
+ * whose segment is empty takes the last item of another's.  So neighbouring items —
+ * whose transposed outputs share cache lines (24 floats are 1.5 lines) — mostly go to
+ * the same thread, where handing items out in order gave every other item to the
+ * other thread. */
+static int lw_claim_fw(Exec *e, int l, int tid)
+{
+    const int T = e->c.threads;
+    for (int k = 0; k < T; k++) {
+        int t = (tid + k) % T;
+        _Atomic uint64_t *q = &e->w.seg[(size_t)l * T + t];
+        uint64_t v = atomic_load_explicit(q, memory_order_acquire);
+        for (;;) {
+            uint32_t f = (uint32_t)v, b = (uint32_t)(v >> 32);
+            if (f >= b) break;
+            uint64_t nv = k == 0 ? ((uint64_t)b << 32) | (f + 1) : ((uint64_t)(b - 1) << 32) | f;
+            if (atomic_compare_exchange_weak_explicit(q, &v, nv, memory_order_acq_rel,
+                                                      memory_order_acquire))
+                return k == 0 ? (int)f : (int)(b - 1);
+        }
+    }
+    return -1;
+}
+
 /* Columns [c0, c1) of layer l's output gradient dy (rt, out): dy *= act'(y); the bias
  * gradient of each micro-batch (rows in order), then their tree into grads. */
 static void lw_act_grad_cols(Exec *e, int l, float *dy, int c0, int c1)
@@ -386,8 +413,7 @@ static void train_lw(Exec *e, int tid, Driver *d)
     lw_barrier(e, d);
     for (int l = 0; l < L; l++, ph++) {
         const Layer *ly = &m->layers[l];
-        int n = (ly->out + LW_FW_ROWS - 1) / LW_FW_ROWS;
-        for (int i; (i = lw_claim(e, ph)) < n;) {
+        for (int i; (i = lw_claim_fw(e, l, tid)) >= 0;) {
             int o0 = i * LW_FW_ROWS, o1 = MT_MIN(ly->out, o0 + LW_FW_ROWS);
             dense_lw_forward(ly, e->params, w->t[l], w->t[l + 1], w->act[l + 1], w->aux[l], rt, o0, o1);
             if (d) driver_check(e, d);
@@ -593,6 +619,7 @@ static Exec *cpu_create(const Model *m, const ExecConf *c, Device *dev)
         w->dbm = dalloc(e, (size_t)c->nmb * wd * sizeof(float));
         w->nphase = 2 * L + 2;
         w->ctr = xcalloc(w->nphase, sizeof(atomic_int));
+        w->seg = xcalloc((size_t)L * c->threads, sizeof(*w->seg));
         w->dx_done = xcalloc(L, sizeof(atomic_int));
         w->dbl = xcalloc(c->nmb, sizeof(float *));
         for (int k = 0; k < c->nmb; k++) w->dbl[k] = w->dbm + (size_t)k * wd;
@@ -685,6 +712,13 @@ static void cpu_train(Exec *e, const float *params, const float *x, const int32_
         if (e->lw) atomic_store(&e->w.dx_done[l], 0);
     }
     for (int p = 0; e->lw && p < e->w.nphase; p++) atomic_store(&e->w.ctr[p], 0);
+    for (int l = 0; e->lw && l < m->nlayers; l++) {
+        const int T = e->c.threads, n = (m->layers[l].out + LW_FW_ROWS - 1) / LW_FW_ROWS;
+        for (int t = 0; t < T; t++) {
+            uint64_t lo = (uint64_t)n * t / T, hi = (uint64_t)n * (t + 1) / T;
+            atomic_store(&e->w.seg[(size_t)l * T + t], (hi << 32) | lo);
+        }
+    }
     Driver d = {.ready = ready, .poll = poll, .arg = arg, .next = m->nlayers - 1};
     run_all(e, &d);
     CHECK(d.next < 0);
@@ -777,6 +811,7 @@ static void cpu_destroy(Exec *e)
         dfree(e, w->dbm);
         free(w->dbl);
         free(w->ctr);
+        free(w->seg);
         free(w->dx_done);
     }
     free(e->llo);
