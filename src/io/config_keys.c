@@ -113,10 +113,10 @@ const KeyDesc config_keys[] = {
            "adamw: beta1) becomes max(0, m (1 + s) - s), so that it and the momentum a delay "
            "of s steps adds stay m; none = as configured (the bits of earlier versions)"),
     K_DBL("parallel", "lookahead", parallel_lookahead, CLOSED, 0, 64, CLOSED, "1",
-          "delayed with staleness s > 0: step t computes on w + lookahead * (w - w'), w the "
-          "parameters after step t - s and w' those after step t - s - 1 (its last step's "
-          "move, extrapolated; deterministic, so still reproducible); 0 = on w itself (the "
-          "bits of earlier versions)"),
+          "delayed and ssp with staleness s > 0: a step t that computes on version v < t "
+          "(delayed: v = t - s) computes on w + lookahead * (w - w') instead, w version v and "
+          "w' version v - 1 (its last step's move, extrapolated; deterministic, so delayed "
+          "stays reproducible); 0 = on w itself (the bits of earlier versions)"),
     K_ENUM("parallel", "server_ranks", parallel_server_ranks, "last|first|spread", "last",
            "ps mode: the servers are the last parallel.servers ranks (rank 0 a worker), the "
            "first ones, or spread (one per node; planned, refused at start)"),

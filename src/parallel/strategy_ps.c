@@ -33,7 +33,8 @@
  * (parallel.lookahead, default 1) the step computes on w + f (w - w'), w version t - s
  * and w' version t - s - 1 (kept too: a ring of s + 2), elementwise in that order of
  * operations — a guess of where the parameters have moved meanwhile that is a function
- * of the versions alone.  Reproducible and independent of S and W; s = 0 is sync.  docs/design.md §6 says what it does not do yet.
+ * of the versions alone.  Reproducible and independent of S and W; s = 0 is sync.
+ * ssp does the same with its version v whenever v < t.  docs/design.md §6 says what it does not do yet.
  *
  * ssp and async: strategy_ps_async.c (what a step is there, and the update rule).
  * delayed, ssp and async are not lockstep (ps_lockstep): the trainer agrees with the
@@ -179,7 +180,7 @@ static int ps_create(Comm *comm, const StrategyConf *c, size_t nparams, int nsta
         p->nchunks = make_chunks(p, 0, p->S, &p->chunks);
         slots = 2 * p->nchunks * (p->stale + 1);
         if (p->stale > 0) {
-            p->look = p->cons == PS_DELAYED ? (float)c->lookahead : 0.0f;
+            p->look = (float)c->lookahead; /* delayed and ssp */
             p->nring = p->stale + 1 + (p->look > 0.0f);
             p->ring = xcalloc((size_t)p->nring, sizeof(float *));
             p->gring = xcalloc((size_t)p->stale + 1, sizeof(float *));
@@ -241,8 +242,9 @@ static void ps_describe(const Strategy *s, char *buf, size_t n)
     else if (p->cons == PS_DELAYED)
         snprintf(cons, sizeof cons, "delayed (s = 0: sync)");
     else if (p->cons == PS_SSP)
-        snprintf(cons, sizeof cons, "ssp (step t computes on the newest version >= t - %d; "
-                 "not bitwise reproducible)", p->stale);
+        snprintf(cons, sizeof cons, "ssp (step t computes on the newest version v >= t - %d%s; "
+                 "not bitwise reproducible)", p->stale,
+                 p->look > 0.0f ? ", moved on by the lookahead when v < t" : "");
     else if (p->cons == PS_ASYNC)
         snprintf(cons, sizeof cons, "async (each push applied on arrival; not bitwise "
                  "reproducible)");
@@ -496,7 +498,7 @@ static void ps_step_begin(Strategy *s, const StrategyStep *step, float *params, 
             if (p->cons == PS_SSP) v = ps_ssp_version(p, t); /* newer when it has come */
             uint64_t nr = (uint64_t)p->nring;
             h->params = p->ring[v % nr];
-            if (p->pred && v >= p->t0 + 1) {
+            if (p->pred && v >= p->t0 + 1 && v < t) {
                 /* version v - 1 was waited for at step t - 1; its slot is where version
                  * t + 1 will arrive, whose receives this step posts later */
                 lookahead(p->pred, p->ring[v % nr], p->ring[(v - 1) % nr], p->look, p->nparams);
