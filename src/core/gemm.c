@@ -87,6 +87,18 @@ static void walk_prefetch(const Walk *w, int k, ptrdiff_t csa, ptrdiff_t ldb, in
     if (*pfb) *pfa = 0; /* one stream prefetched at a time */
 }
 
+/* One case of a panel's switch over the rows left: a tile of R rows through TILE with the
+ * prefetch variant pf (the tile's constant arguments: mr, pf, full), the ragged panel
+ * (fewer than FULL columns) unprefetched and masked.  Both kernels' panels use it, with
+ * their own tile function and panel width. */
+#define PANEL_CASE(TILE, FULL, R)                                                          \
+    case R:                                                                                \
+        if (nj < FULL) TILE(R, 0, 0, cont, k, ai, rsa, csa, bj, ldb, cij, ldc, m0, m1, accumulate); \
+        else if (pf == 1) TILE(R, 1, 1, cont, k, ai, rsa, csa, bj, ldb, cij, ldc, m0, m1, accumulate); \
+        else if (pf == 2) TILE(R, 2, 1, cont, k, ai, rsa, csa, bj, ldb, cij, ldc, m0, m1, accumulate); \
+        else TILE(R, 0, 1, cont, k, ai, rsa, csa, bj, ldb, cij, ldc, m0, m1, accumulate);  \
+        break;
+
 /* ---------------------------------------------------------------- AVX-512 kernel */
 
 #define MR512 12
@@ -157,13 +169,7 @@ panel512(int i0, int i1, int j0, int m, int n, int pf, int cont, int k, const fl
     const float *ai = a + (ptrdiff_t)i0 * rsa;
     float *cij = c + (ptrdiff_t)i0 * ldc + j0;
     switch (i1 - i0 >= MR512 ? MR512 : i1 - i0) {
-#define T512(R)                                                                                    \
-    case R:                                                                                        \
-        if (nj < 32) tile512(R, 0, 0, cont, k, ai, rsa, csa, bj, ldb, cij, ldc, m0, m1, accumulate);  \
-        else if (pf == 1) tile512(R, 1, 1, cont, k, ai, rsa, csa, bj, ldb, cij, ldc, m0, m1, accumulate); \
-        else if (pf == 2) tile512(R, 2, 1, cont, k, ai, rsa, csa, bj, ldb, cij, ldc, m0, m1, accumulate); \
-        else tile512(R, 0, 1, cont, k, ai, rsa, csa, bj, ldb, cij, ldc, m0, m1, accumulate);          \
-        break;
+#define T512(R) PANEL_CASE(tile512, 32, R)
         T512(12) T512(11) T512(10) T512(9) T512(8) T512(7)
         T512(6) T512(5) T512(4) T512(3) T512(2) T512(1)
 #undef T512
@@ -248,13 +254,7 @@ panel256(int i0, int i1, int j0, int m, int n, int pf, int cont, int k, const fl
     const float *ai = a + (ptrdiff_t)i0 * rsa;
     float *cij = c + (ptrdiff_t)i0 * ldc + j0;
     switch (i1 - i0 >= MR256 ? MR256 : i1 - i0) {
-#define T256(R)                                                                                    \
-    case R:                                                                                        \
-        if (nj < 16) tile256(R, 0, 0, cont, k, ai, rsa, csa, bj, ldb, cij, ldc, m0, m1, accumulate);  \
-        else if (pf == 1) tile256(R, 1, 1, cont, k, ai, rsa, csa, bj, ldb, cij, ldc, m0, m1, accumulate); \
-        else if (pf == 2) tile256(R, 2, 1, cont, k, ai, rsa, csa, bj, ldb, cij, ldc, m0, m1, accumulate); \
-        else tile256(R, 0, 1, cont, k, ai, rsa, csa, bj, ldb, cij, ldc, m0, m1, accumulate);          \
-        break;
+#define T256(R) PANEL_CASE(tile256, 16, R)
         T256(6) T256(5) T256(4) T256(3) T256(2) T256(1)
 #undef T256
     }
@@ -308,6 +308,7 @@ static void gemm_avx2(const Walk *w, int m, int n, int k, const float *a, ptrdif
     walk_tiles(w, panel256, MR256, 16, m, n, k, a, rsa, csa, b, ldb, c, ldc, accumulate);
 }
 
+#undef PANEL_CASE
 #endif /* GEMM_X86 */
 
 /* ---------------------------------------------------------------- dispatch */
