@@ -56,7 +56,7 @@ typedef struct {
     char parallel_consistency[16]; /* sync | async | ssp */
     int parallel_staleness;
     char parallel_staleness_rule[16]; /* momentum | none */
-    double parallel_lookahead;        /* delayed: extrapolation of the stale parameters */
+    double parallel_lookahead;        /* delayed, ssp: extrapolation of the stale parameters */
     char parallel_server_ranks[16]; /* last | first | spread */
     /* [checkpoint] */
     char ckpt_dir[CFG_STR];    /* "" = <run dir>/checkpoints */

@@ -48,7 +48,7 @@ typedef struct {
     int servers;             /* ps: server ranks */
     const char *consistency; /* ps: "sync" | "async" | "ssp" */
     int staleness;           /* ps */
-    double lookahead;        /* ps delayed: parallel.lookahead (0: none) */
+    double lookahead;        /* ps delayed, ssp: parallel.lookahead (0: none) */
     const char *server_ranks; /* ps: "last" | "first" | "spread": which ranks serve */
 } StrategyConf;
 

@@ -59,8 +59,8 @@ typedef struct {
     int stale;           /* delayed, ssp: parallel.staleness s (sync, async: 0) */
     float **ring;        /* (nring) parameter versions: version v in ring[v % nring]; s = 0: NULL */
     int nring;           /* s + 1, or s + 2 with lookahead (version t - s - 1 kept too) */
-    float look;          /* delayed: parallel.lookahead (0: off) */
-    float *pred;         /* (nparams) delayed with lookahead: the parameters step t computes on */
+    float look;          /* delayed, ssp: parallel.lookahead (0: off) */
+    float *pred;         /* (nparams) with lookahead: the parameters step t computes on */
     float **gring;       /* (s + 1) gradient slabs: step t's in gring[t % (s + 1)]; s = 0: NULL */
     uint64_t t0;         /* the first step of this run (after a resume: its step) */
     int started;
