@@ -1,11 +1,14 @@
 #!/usr/bin/env bash
 # bench_ps_straggler.sh — one straggling worker: samples/s and time to 88 % test accuracy
-# for PS sync, delayed (s=2), ssp (s=2) and async (2 workers + 1 server, 3 ranks) and
+# for PS sync, delayed (s=2; and with work stealing, parallel.steal, at s=2 and s=1), ssp (s=2)
+# and async (2 workers + 1 server, 3 ranks) and
 # allreduce (2 ranks) as the reference, on the default job (jobs/fmnist-mlp.ini):
 # results/ps-straggler.csv and results/ps-straggler.png.  Called by scripts/bench_ps.sh.
 #   The straggler is rank 1 (a worker in every mode), run.slow = 1:MS with MS = the median
 #   unslowed PS-sync step time measured first (its step then takes about 2x), and an
-#   intermittent one, run.slow = 1:3MS:4 (4x slower every 4th step).
+#   intermittent one, run.slow = 1:3MS:4 (4x slower every 4th step).  With parallel.steal
+#   the sleep comes with every share of a step the straggler computes (its compute is that
+#   much slower), so a share moved to the other worker no longer costs it the sleep.
 #   samples/s: median of the train lines whose window holds neither the start nor an eval.
 #   tta_train_s: seconds of training up to the first eval with accuracy >= TARGET, summed
 #   from the train windows of metrics.jsonl, a window holding an eval counted at the run's
@@ -71,10 +74,16 @@ if [ -z "${SLOW_MS:-}" ]; then
 else cal=given; fi
 INT_MS=$(awk -v m="$SLOW_MS" 'BEGIN { printf "%.1f", 3 * m }')
 cases=("persistent|allreduce|2|--set run.slow=1:$SLOW_MS" "persistent|sync|3|$PS=sync --set run.slow=1:$SLOW_MS"
-       "persistent|delayed-s2|3|$PS=delayed --set run.slow=1:$SLOW_MS" "persistent|ssp-s2|3|$PS=ssp --set run.slow=1:$SLOW_MS"
+       "persistent|delayed-s2|3|$PS=delayed --set run.slow=1:$SLOW_MS"
+       "persistent|delayed-s2-steal|3|$PS=delayed --set parallel.steal=true --set run.slow=1:$SLOW_MS"
+       "persistent|delayed-s1-steal|3|$PS=delayed --set parallel.staleness=1 --set parallel.steal=true --set run.slow=1:$SLOW_MS"
+       "persistent|ssp-s2|3|$PS=ssp --set run.slow=1:$SLOW_MS"
        "persistent|async|3|$PS=async --set run.slow=1:$SLOW_MS"
        "intermittent|allreduce|2|--set run.slow=1:$INT_MS:4" "intermittent|sync|3|$PS=sync --set run.slow=1:$INT_MS:4"
-       "intermittent|delayed-s2|3|$PS=delayed --set run.slow=1:$INT_MS:4" "intermittent|ssp-s2|3|$PS=ssp --set run.slow=1:$INT_MS:4"
+       "intermittent|delayed-s2|3|$PS=delayed --set run.slow=1:$INT_MS:4"
+       "intermittent|delayed-s2-steal|3|$PS=delayed --set parallel.steal=true --set run.slow=1:$INT_MS:4"
+       "intermittent|delayed-s1-steal|3|$PS=delayed --set parallel.staleness=1 --set parallel.steal=true --set run.slow=1:$INT_MS:4"
+       "intermittent|ssp-s2|3|$PS=ssp --set run.slow=1:$INT_MS:4"
        "intermittent|async|3|$PS=async --set run.slow=1:$INT_MS:4")
 for rep in $(seq 1 "$REPS"); do
     for c in "${cases[@]}"; do

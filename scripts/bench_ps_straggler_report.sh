@@ -20,7 +20,7 @@ ratio() { awk -v a="$1" -v b="$2" 'BEGIN { if (a ~ /^[0-9.]+$/ && b ~ /^[0-9.]+$
   for kind in persistent intermittent; do
       grep "^$kind sync " "$RAW" > "$TMP_R.sync" || :
       grep "^$kind allreduce " "$RAW" > "$TMP_R.ar" || :
-      for mode in allreduce sync delayed-s2 ssp-s2 async; do
+      for mode in allreduce sync delayed-s2 delayed-s2-steal delayed-s1-steal ssp-s2 async; do
           grep "^$kind $mode " "$RAW" > "$TMP_R.m" || continue
           read -r _ _ np slow _ < "$TMP_R.m"
           sps=$(med 6 < "$TMP_R.m"); tta=$(med 7 < "$TMP_R.m"); wall=$(med 8 < "$TMP_R.m")

@@ -58,6 +58,7 @@ typedef struct {
     char parallel_staleness_rule[16]; /* momentum | none */
     double parallel_lookahead;        /* delayed, ssp: extrapolation of the stale parameters */
     char parallel_server_ranks[16]; /* last | first | spread */
+    int parallel_steal;             /* bool: ps delayed, work stealing between workers */
     /* [checkpoint] */
     char ckpt_dir[CFG_STR];    /* "" = <run dir>/checkpoints */
     int64_t ckpt_every_steps;  /* 0 = off */

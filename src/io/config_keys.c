@@ -117,6 +117,11 @@ const KeyDesc config_keys[] = {
           "(delayed: v = t - s) computes on w + lookahead * (w - w') instead, w version v and "
           "w' version v - 1 (its last step's move, extrapolated; deterministic, so delayed "
           "stays reproducible); 0 = on w itself (the bits of earlier versions)"),
+    K_BOOL("parallel", "steal", parallel_steal, "false",
+           "ps mode, consistency = delayed with staleness >= 1: a worker that has finished its "
+           "share of a step takes the share of a worker that has not started it (claimed "
+           "through server 0), so a slow worker computes less; the same bits (each share is "
+           "summed in its place), every worker reads the whole batch"),
     K_ENUM("parallel", "server_ranks", parallel_server_ranks, "last|first|spread", "last",
            "ps mode: the servers are the last parallel.servers ranks (rank 0 a worker), the "
            "first ones, or spread (one per node; planned, refused at start)"),

@@ -50,6 +50,7 @@ typedef struct {
     int staleness;           /* ps */
     double lookahead;        /* ps delayed, ssp: parallel.lookahead (0: none) */
     const char *server_ranks; /* ps: "last" | "first" | "spread": which ranks serve */
+    int steal;               /* ps delayed: parallel.steal (work stealing between workers) */
 } StrategyConf;
 
 /* This rank's share of the step, decided before any slab exists. */
@@ -61,6 +62,9 @@ typedef struct {
     int n_invariant;   /* 1: the bits equal those of one rank (docs/determinism.md) */
     int staleness;     /* steps a step's parameters may lag its updates (ps delayed, ssp:
                           parallel.staleness; otherwise 0) */
+    int steal;         /* 1: work stealing (ps delayed): the rank computes whichever shares
+                          of [0, M) hooks.claim hands it, each of mb_hi - mb_lo micro-batches,
+                          so it reads the whole batch */
 } StrategySplit;
 
 /* The optimizer as a strategy calls it: update slab range [lo, hi), its optimizer state
@@ -101,6 +105,11 @@ typedef struct {
                                 floats, the strategy's), or NULL: the caller's (a delayed
                                 or ssp worker keeps s + 1 so that its pushes may still be
                                 in flight while it runs ahead) */
+    /* Work stealing (StrategySplit.steal), else NULL: the next share of this step to
+     * compute, called until it returns 0: 1 with *mb_lo its first micro-batch and *grads
+     * the slab to compute its gradient into (the strategy's).  The executor's ready/poll
+     * calls in between belong to that share.  Never fails (a lost peer ends the job). */
+    int (*claim)(void *arg, int *mb_lo, float **grads);
 } StrategyHooks;
 
 /* What a rank did in the last step, for the metrics (strategies that have it). */
@@ -111,6 +120,8 @@ typedef struct {
     int server;                    /* 1: a server's figures, 0: a worker's */
     int staleness;                 /* worker: steps between the parameters computed on and
                                       the newest version (sync: 0) */
+    int shares;                    /* worker: shares of the step it computed (1; with
+                                      work stealing 0..2) */
 } StrategyStats;
 
 typedef struct Strategy Strategy;

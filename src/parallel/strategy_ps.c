@@ -118,6 +118,22 @@ static int ps_plan(const StrategyConf *c, int rank, int world, int M, StrategySp
         return err_set(MT_EX_CONFIG,
                        "parallel.server_ranks = %s is not available in this build yet (allowed "
                        "now: first, last)", c->server_ranks);
+    if (c->steal && (strcmp(c->consistency, "delayed") != 0 || c->staleness < 1))
+        return err_set(MT_EX_CONFIG,
+                       "parallel.steal = true needs parallel.consistency = delayed with "
+                       "parallel.staleness >= 1 (it is %s with staleness %d): a step's shares "
+                       "can only move to a worker that is ahead; set those or "
+                       "parallel.steal = false", c->consistency, c->staleness);
+    if (c->steal && (M % W != 0 || W > 64))
+        return err_set(MT_EX_CONFIG,
+                       "parallel.steal = true needs the %d workers to divide "
+                       "train.micro_batches = %d (equal shares) and at most 64 workers; "
+                       "change the number of ranks or train.micro_batches", W, M);
+    if (c->steal && PS_TAG_UNIT + (c->staleness + 2) * W - 1 > COMM_TAG_MAX)
+        return err_set(MT_EX_CONFIG,
+                       "parallel.steal = true with parallel.staleness = %d and %d workers "
+                       "needs (staleness + 2) * workers <= %d message tags; lower "
+                       "parallel.staleness", c->staleness, W, COMM_TAG_MAX + 1 - PS_TAG_UNIT);
     int server, worker;
     int is_server = role_of(c, rank, world, &server, &worker);
     out->computes = !is_server;
@@ -127,6 +143,7 @@ static int ps_plan(const StrategyConf *c, int rank, int world, int M, StrategySp
     out->mb_hi = is_server ? 0 : (int)((int64_t)(worker + 1) * M / W);
     out->n_invariant = (W & (W - 1)) == 0 && M % W == 0;
     out->staleness = ring ? c->staleness : 0;
+    out->steal = c->steal && !is_server;
     return 0;
 }
 
@@ -169,6 +186,7 @@ static int ps_create(Comm *comm, const StrategyConf *c, size_t nparams, int nsta
     snprintf(p->mode, sizeof p->mode, "ps/%s/%ds", c->consistency, p->S);
     p->cons = ps_consistency(c->consistency);
     p->stale = p->cons == PS_DELAYED || p->cons == PS_SSP ? c->staleness : 0;
+    p->steal = c->steal && p->cons == PS_DELAYED && p->stale > 0;
     int slots;
     if (p->cons == PS_ASYNC) {
         p->nchunks = p->worker >= 0 ? make_chunks(p, 0, p->S, &p->chunks)
@@ -178,20 +196,28 @@ static int ps_create(Comm *comm, const StrategyConf *c, size_t nparams, int nsta
         /* step t's requests in group t % (s + 1): slot 2k the push of chunk k, 2k + 1 the
          * receive of its new parameters (version t + 1) */
         p->nchunks = make_chunks(p, 0, p->S, &p->chunks);
-        slots = 2 * p->nchunks * (p->stale + 1);
+        p->G = 2 * p->nchunks;
+        if (p->steal) {
+            ps_steal_create(p, 0);
+            p->G = 2 * p->nchunks + (p->U - 1) * p->nchunks + 2;
+        }
+        slots = p->G * (p->stale + 1);
+        int U = p->steal ? p->U : 1;
         if (p->stale > 0) {
             p->look = (float)c->lookahead; /* delayed and ssp */
             p->nring = p->stale + 1 + (p->look > 0.0f);
             p->ring = xcalloc((size_t)p->nring, sizeof(float *));
-            p->gring = xcalloc((size_t)p->stale + 1, sizeof(float *));
+            p->gring = xcalloc(((size_t)p->stale + 1) * (size_t)U, sizeof(float *));
             for (int v = 0; v < p->nring; v++) p->ring[v] = xaligned(nparams * sizeof(float));
-            for (int v = 0; v <= p->stale; v++) p->gring[v] = xaligned(nparams * sizeof(float));
+            for (int v = 0; v < (p->stale + 1) * U; v++)
+                p->gring[v] = xaligned(nparams * sizeof(float));
             if (p->look > 0.0f) p->pred = xaligned(nparams * sizeof(float));
         }
     } else {
         /* slot i*W + w: window i's receive from worker w; then W sends per chunk */
         p->nchunks = make_chunks(p, p->server, p->server + 1, &p->chunks);
         slots = p->W * PS_WINDOW + p->W * p->nchunks;
+        if (p->steal) slots += ps_steal_create(p, slots);
         p->rbuf = xaligned((size_t)PS_WINDOW * (size_t)p->W * PS_CHUNK * sizeof(float));
     }
     CHECK(comm_p2p_create(comm, MT_MAX(slots, 1), &p->set) == 0);
@@ -215,7 +241,9 @@ static void ps_destroy(Strategy *s)
     comm_p2p_destroy(p->comm, p->set);
     ps_async_free(p);
     for (int v = 0; p->ring && v < p->nring; v++) free(p->ring[v]);
-    for (int v = 0; p->gring && v <= p->stale; v++) free(p->gring[v]);
+    for (int v = 0; p->gring && v < (p->stale + 1) * (p->steal && p->worker >= 0 ? p->U : 1); v++)
+        free(p->gring[v]);
+    ps_steal_free(p);
     free(p->pred);
     free(p->ring);
     free(p->gring);
@@ -233,8 +261,13 @@ static void ps_describe(const Strategy *s, char *buf, size_t n)
     size_t mx = 0;
     for (int i = 0; i < p->S; i++) mx = MT_MAX(mx, p->rhi[i] - p->rlo[i]);
     double mean = (double)p->nparams / p->S;
-    char cons[128];
-    if (p->cons == PS_DELAYED && p->stale > 0 && p->look > 0.0f)
+    char cons[256];
+    if (p->steal)
+        snprintf(cons, sizeof cons, "delayed (step t computes on version t - %d%s; work "
+                 "stealing: server 0 hands each step's %d shares out by the workers' speed, "
+                 "at most %d per worker)", p->stale,
+                 p->look > 0.0f ? " moved on by the lookahead" : "", p->W, p->U);
+    else if (p->cons == PS_DELAYED && p->stale > 0 && p->look > 0.0f)
         snprintf(cons, sizeof cons, "delayed (step t computes on version t - %d moved on by "
                  "lookahead %g x its last step)", p->stale, (double)p->look);
     else if (p->cons == PS_DELAYED && p->stale > 0)
@@ -331,12 +364,20 @@ void ps_wait_slots(PsStrategy *p, int a, int b)
 
 /* Push every chunk at or above ready_lo not pushed yet (push order), and post the
  * receive of its new parameters. */
-static void worker_push(PsStrategy *p)
+void ps_worker_push(PsStrategy *p)
 {
     while (p->next < p->nchunks && p->chunks[p->next].lo >= p->ready_lo) {
         const PsChunk *c = &p->chunks[p->next];
         int sr = ps_server_rank(p, c->server);
-        int base = 2 * p->nchunks * (int)(p->cur % (uint64_t)(p->stale + 1));
+        int base = p->G * (int)(p->cur % (uint64_t)(p->stale + 1));
+        if (p->steal) { /* share ishare of this step; version t + 1 was posted at begin */
+            int u = p->ishare - 1, n = p->nchunks;
+            int slot = u == 0 ? base + 2 * p->next : base + 2 * n + (u - 1) * n + p->next;
+            ps_post_send(p, slot, p->grads + c->lo, c->hi - c->lo, sr,
+                         ps_steal_tag(p, p->cur, p->share[u]));
+            p->next++;
+            continue;
+        }
         int async = p->cons == PS_ASYNC; /* async: a tag per chunk (any-source receives) */
         ps_post_send(p, base + 2 * p->next, p->grads + c->lo, c->hi - c->lo, sr,
                      async ? PS_TAG_ASYNC + 2 * c->idx : PS_TAG_GRAD);
@@ -352,7 +393,7 @@ static void worker_ready(void *arg, size_t lo, size_t hi)
     (void)hi;
     double t0 = now_s();
     if (lo < p->ready_lo) p->ready_lo = lo;
-    worker_push(p);
+    ps_worker_push(p);
     p->t_comm += now_s() - t0;
 }
 
@@ -371,9 +412,10 @@ static void server_post(PsStrategy *p, int k)
 {
     const PsChunk *c = &p->chunks[k];
     int i = k % PS_WINDOW;
-    for (int w = 0; w < p->W; w++)
+    for (int w = 0; w < p->W; w++) /* stealing: partial w is share w, from its computer */
         ps_post_recv(p, i * p->W + w, p->rbuf + ((size_t)i * p->W + (size_t)w) * PS_CHUNK,
-                  c->hi - c->lo, ps_worker_rank(p, w), PS_TAG_GRAD);
+                     c->hi - c->lo, p->steal ? COMM_ANY_SOURCE : ps_worker_rank(p, w),
+                     p->steal ? ps_steal_tag(p, p->step.step, w) : PS_TAG_GRAD);
     p->arrived[i] = 0;
 }
 
@@ -434,10 +476,12 @@ static void server_serve(PsStrategy *p)
 {
     while (p->done < p->nchunks) {
         double w0 = now_s();
-        int slot = ps_next_done(p, 1, NULL);
+        CommStatus cs;
+        int slot = ps_next_done(p, 1, &cs);
         CHECK(slot >= 0); /* the receives of the next chunk are posted */
         double b0 = now_s();
         p->st.wait_s += b0 - w0;
+        if (ps_steal_server_done(p, slot, &cs)) continue;
         if (slot < p->W * PS_WINDOW) p->arrived[slot / p->W]++;
         while (p->done < p->nchunks && p->arrived[p->done % PS_WINDOW] == p->W) {
             int k = p->done;
@@ -477,6 +521,7 @@ static void ps_step_begin(Strategy *s, const StrategyStep *step, float *params, 
     p->t_exposed = p->t_comm = 0;
     memset(&p->st, 0, sizeof p->st);
     p->st.server = p->server >= 0;
+    p->st.shares = p->worker >= 0;
     memset(h, 0, sizeof *h);
     if (p->worker >= 0) {
         uint64_t t = step->step, ns = (uint64_t)p->stale + 1;
@@ -489,9 +534,9 @@ static void ps_step_begin(Strategy *s, const StrategyStep *step, float *params, 
         if (p->ring) {
             /* delayed: compute on version max(t0, t - s), which arrived during step
              * t - s - 1, whose requests share this step's slot group */
-            int base = 2 * p->nchunks * (int)(t % ns);
+            int base = p->G * (int)(t % ns);
             double w0 = now_s();
-            ps_wait_slots(p, base, base + 2 * p->nchunks);
+            ps_wait_slots(p, base, base + p->G);
             p->t_exposed += now_s() - w0;
             p->t_comm += now_s() - w0;
             uint64_t v = t >= p->t0 + (uint64_t)p->stale ? t - (uint64_t)p->stale : p->t0;
@@ -508,12 +553,13 @@ static void ps_step_begin(Strategy *s, const StrategyStep *step, float *params, 
             p->st.staleness = (int)(t - v);
             p->recv_into = p->ring[(t + 1) % nr];
             /* the pushes of step t - s - 1 from this slab are done (waited above) */
-            h->grads = p->grads = p->gring[t % ns];
+            h->grads = p->grads = p->gring[(t % ns) * (uint64_t)(p->steal ? p->U : 1)];
         } else {
             p->recv_into = params;
         }
         p->ready_lo = p->nparams;
         p->next = 0;
+        if (p->steal) ps_steal_worker_begin(p, h); /* h->claim hands out the grads */
         h->ready = worker_ready;
         h->poll = worker_poll;
         h->arg = p;
@@ -533,9 +579,11 @@ static void ps_reduce_end(Strategy *s)
 {
     PsStrategy *p = pss(s);
     double t0 = now_s();
-    if (p->worker >= 0) {
+    if (p->worker >= 0 && p->steal) {
+        ps_steal_worker_end(p);
+    } else if (p->worker >= 0) {
         p->ready_lo = 0; /* the executor has reported every range */
-        worker_push(p);
+        ps_worker_push(p);
     } else if (p->cons == PS_ASYNC) {
         ps_async_reduce_end(p);
     } else {
@@ -587,8 +635,14 @@ static void ps_update(Strategy *s, StrategyRunFn run, void *runner)
          * on), and so may the pushes finish: the next s steps compute into other gradient
          * slabs, so a worker runs ahead of a slow one until it needs version t - s */
     } else {
-        /* every request of the step: pushes, parameter receives (worker), sends (server) */
-        while (ps_next_done(p, 1, NULL) >= 0) {
+        /* every request of the step: pushes, parameter receives (worker), sends (server);
+         * server 0 with stealing: the masks of step t + s + 1 too, and not its timing
+         * receives, which stay posted */
+        ps_steal_server_assign(p);
+        CommStatus cs;
+        while (p->inflight > ps_steal_persistent(p)) {
+            int slot = ps_next_done(p, 1, &cs);
+            if (slot >= 0) ps_steal_server_done(p, slot, &cs);
         }
     }
     double dt = now_s() - t0;

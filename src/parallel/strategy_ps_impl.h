@@ -3,6 +3,8 @@
  *   strategy_ps.c        roles, ranges, chunks, sync and delayed, checkpoints, the table
  *   strategy_ps_async.c  ssp (the newest version within the bound) and async (each push
  *                        applied on arrival)
+ *   strategy_ps_steal.c  delayed with work stealing: server 0 hands the shares of each
+ *                        step to the workers by their measured speed
  * docs/design.md §6 describes the protocol of every consistency. */
 #ifndef MPITRAIN_PARALLEL_STRATEGY_PS_IMPL_H
 #define MPITRAIN_PARALLEL_STRATEGY_PS_IMPL_H
@@ -20,6 +22,11 @@
 #define PS_TAG_ASYNC 16      /* async: chunk i of a server's range is pushed with tag
                                 PS_TAG_ASYNC + 2i, its parameters return with + 2i + 1 */
 #define PS_ASYNC_POOL 2      /* async: reply buffers per worker on a server */
+#define PS_TAG_ASSIGN 4      /* steal: server 0 tells a worker its shares of a step */
+#define PS_TAG_TIME 5        /* steal: a worker tells server 0 its seconds per share */
+#define PS_TAG_UNIT 64       /* steal: share k of step t is pushed with tag
+                                PS_TAG_UNIT + (t % (s + 2)) * W + k (ps_steal_tag) */
+#define PS_STEAL_UNITS 2     /* steal: at most this many shares per worker and step */
 
 enum { PS_SYNC, PS_DELAYED, PS_SSP, PS_ASYNC };
 
@@ -84,6 +91,19 @@ typedef struct {
     int *smax;           /* server: (W) largest staleness of the worker's pushes this step */
     int consumed;        /* server: pushes applied in this step (W * nchunks make a step) */
     int listening;       /* server: the chunk receives are posted */
+    /* work stealing (strategy_ps_steal.c; delayed with parallel.steal) */
+    int steal;
+    int U;               /* shares a worker may compute per step: min(W, PS_STEAL_UNITS) */
+    int G;               /* worker: request slots per step group (3 n + 2 with stealing) */
+    int64_t *amsg;       /* worker: (s + 1) received share masks; server 0: (W) to send */
+    double *tmsg;        /* worker: (s + 1, 2) timing messages; server 0: (W, 2) received */
+    int share[64];       /* worker: this step's shares, in order */
+    int nshare, ishare;  /* worker: how many, and how many handed to the executor */
+    double t_unit, t_units; /* worker: when the current share began; seconds in shares */
+    double *cost;        /* server 0: (W) seconds per share of each worker (0: unknown) */
+    double *vfin;        /* server 0: (W) virtual finish time of the work handed out */
+    int tslot;           /* server 0: the first of W timing receives (W assignment sends
+                            follow) */
 } PsStrategy;
 
 
@@ -99,6 +119,9 @@ int ps_next_done(PsStrategy *p, int block, CommStatus *st);
 void ps_wait_slots(PsStrategy *p, int a, int b);
 /* 1 when every request in slots [a, b) has finished (does not wait). */
 int ps_slots_done(PsStrategy *p, int a, int b);
+/* Worker: push every chunk at or above ready_lo not pushed yet (push order) and, without
+ * stealing, post the receive of its new parameters. */
+void ps_worker_push(PsStrategy *p);
 /* Waiting: yield the CPU when ranks outnumber the cores or after many spins. */
 void ps_relax(const PsStrategy *p, int spins);
 
@@ -113,5 +136,23 @@ uint64_t ps_ssp_version(PsStrategy *p, uint64_t t);
 void ps_async_step_begin(PsStrategy *p, StrategyHooks *h);
 void ps_async_reduce_end(PsStrategy *p);
 void ps_async_update(PsStrategy *p);
+
+/* strategy_ps_steal.c (p->steal).  Request slots it adds, from slot `first` on (server
+ * 0: 2 W; other servers: 0; a worker's are inside its step groups); allocates buffers. */
+int ps_steal_create(PsStrategy *p, int first);
+void ps_steal_free(PsStrategy *p);
+/* The tag of share k's pushes in step t. */
+int ps_steal_tag(const PsStrategy *p, uint64_t t, int k);
+/* Worker, step begin (after the wait for version t - s): post the receives of version
+ * t + 1 and of the share mask of step t + s + 1, pick this step's shares, set h->claim. */
+void ps_steal_worker_begin(PsStrategy *p, StrategyHooks *h);
+/* Worker, reduce_end: the last share's pushes and the step's timing message. */
+void ps_steal_worker_end(PsStrategy *p);
+/* Server 0: 1 when `slot` was one of its timing receives (handled, reposted). */
+int ps_steal_server_done(PsStrategy *p, int slot, const CommStatus *st);
+/* Server 0, after serving step t: send every worker its shares of step t + s + 1. */
+void ps_steal_server_assign(PsStrategy *p);
+/* Requests that stay posted across steps (server 0's timing receives). */
+int ps_steal_persistent(const PsStrategy *p);
 
 #endif

@@ -40,7 +40,7 @@ typedef struct {
     uint64_t steps;
     /* the strategy's figures (StrategyStats) summed over the window's steps */
     int has_stats;
-    double sent, recv, swait, busy, stale_sum;
+    double sent, recv, swait, busy, stale_sum, shares;
     int stale_min, stale_max, server;
 } TrainWindow;
 

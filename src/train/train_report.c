@@ -69,11 +69,12 @@ void train_report_stats(Trainer *t)
     w->swait += st.wait_s;
     w->busy += st.busy_s;
     w->stale_sum += st.staleness;
+    w->shares += st.shares;
     w->stale_min = MT_MIN(w->stale_min, st.staleness);
     w->stale_max = MT_MAX(w->stale_max, st.staleness);
 }
 
-#define NSTAT 8
+#define NSTAT 9
 /* The strategy's figures of every rank for the window (collective; strategies with
  * stats only), summarised per role into rank 0's metrics line:
  *   ps_push_bytes / ps_pull_bytes   per worker and step (mean over workers)
@@ -81,19 +82,21 @@ void train_report_stats(Trainer *t)
  *   ps_server_busy                  servers' busy fraction of the window (mean)
  *   ps_pull_wait_s                  a worker's wait for parameters per step (mean)
  *   staleness_min/mean/max          steps between the parameters computed on and the
- *                                   newest version, over the workers' steps */
+ *                                   newest version, over the workers' steps
+ *   ps_shares_min / ps_shares_max   (parallel.steal) the least and the most shares per
+ *                                   step a worker computed (each step has W) */
 static void stats_line(Trainer *t, Metrics *m, double wall)
 {
     const TrainWindow *w = &t->win;
     double mine[NSTAT] = {w->server, w->sent, w->recv, w->swait, w->busy, w->stale_min,
-                          w->stale_max, w->stale_sum};
+                          w->stale_max, w->stale_sum, w->shares};
     double *all = xcalloc((size_t)t->world * NSTAT, sizeof(double));
     size_t *counts = xcalloc((size_t)t->world, sizeof(size_t));
     for (int r = 0; r < t->world; r++) counts[r] = NSTAT;
     comm_allgatherv(t->comm, mine, NSTAT, all, counts, COMM_F64);
     if (m) {
         double n = (double)MT_MAX(1, w->steps), push = 0, pull = 0, wait = 0, busy = 0;
-        double smax_bytes = 0, ssum = 0, smin = 1e300, smax = -1;
+        double smax_bytes = 0, ssum = 0, smin = 1e300, smax = -1, shmin = 1e300, shmax = -1;
         int nw = 0, ns = 0;
         for (int r = 0; r < t->world; r++) {
             const double *a = all + (size_t)r * NSTAT;
@@ -109,6 +112,8 @@ static void stats_line(Trainer *t, Metrics *m, double wall)
                 smin = MT_MIN(smin, a[5]);
                 smax = MT_MAX(smax, a[6]);
                 ssum += a[7];
+                shmin = MT_MIN(shmin, a[8] / n);
+                shmax = MT_MAX(shmax, a[8] / n);
             }
         }
         if (nw) {
@@ -118,6 +123,10 @@ static void stats_line(Trainer *t, Metrics *m, double wall)
             metrics_int(m, "staleness_min", (int64_t)smin);
             metrics_num(m, "staleness_mean", ssum / nw / n);
             metrics_int(m, "staleness_max", (int64_t)smax);
+            if (t->cfg.parallel_steal) {
+                metrics_num(m, "ps_shares_min", shmin);
+                metrics_num(m, "ps_shares_max", shmax);
+            }
         }
         if (ns) {
             metrics_num(m, "ps_server_bytes_max", smax_bytes);
@@ -205,9 +214,10 @@ void train_report_diverged(Trainer *t, uint64_t step, double loss)
         return;
     }
     int bad_rank = t->mb_rank[bad];
-    log_info("step %llu: loss is %g (micro-batch %d, computed on rank %d): training "
+    log_info("step %llu: loss is %g (micro-batch %d, computed on rank %d%s): training "
              "diverged; lower optim.lr or set optim.clip_norm",
-             (unsigned long long)step, loss, bad, bad_rank);
+             (unsigned long long)step, loss, bad, bad_rank,
+             t->cfg.parallel_steal ? " or, stolen, on another worker" : "");
 }
 
 /* "layer dense1 parameter w[12, 345]" for slab index i (the model's layer table), or
@@ -281,7 +291,8 @@ void train_report_local(Trainer *t, uint64_t step, const OptStep *os)
         train_pend(t, MT_EX_SOFTWARE, 0, "%s", msg);
         return;
     }
-    for (int k = t->split.mb_lo; k < t->split.mb_hi; k++)
+    /* stealing: any micro-batch may be this rank's (the others' entries are 0) */
+    for (int k = t->split.steal ? 0 : t->split.mb_lo; k < (t->split.steal ? t->M : t->split.mb_hi); k++)
         if (!isfinite(t->mb_loss[k])) {
             train_pend(t, MT_EX_SOFTWARE, 0, "step %llu: loss is %g (micro-batch %d, computed "
                        "on rank %d): training diverged; lower optim.lr or set "

@@ -104,6 +104,7 @@ int train_plan_split(const Config *c, int rank, int world, StrategyConf *sconf,
         .staleness = c->parallel_staleness,
         .lookahead = c->parallel_lookahead,
         .server_ranks = c->parallel_server_ranks,
+        .steal = c->parallel_steal,
     };
     if (!(*ops = strategy_find(c->parallel_mode))) return err_code();
     int st = (*ops)->plan(sconf, rank, world, M, split);
@@ -278,8 +279,8 @@ int train_setup_run(Trainer *t, int resumed)
         .shuffle = c->data_shuffle,
         .batch = t->B,
         .micro_batches = t->M,
-        .mb_lo = t->split.mb_lo,
-        .mb_hi = t->split.mb_hi,
+        .mb_lo = t->split.steal ? 0 : t->split.mb_lo, /* stealing: any share may be ours */
+        .mb_hi = t->split.steal ? t->M : t->split.mb_hi,
         .prefetch = c->data_prefetch,
     };
     /* only ranks that compute read training data (a parameter server does not) */

@@ -53,8 +53,28 @@ int train_step(Trainer *t, uint64_t step, Batch *b, double *loss_out, double *no
     watchdog_step(step, "compute");
     int64_t correct = 0;
     memset(t->mb_loss, 0, t->M * sizeof(double));
-    straggler_step(&t->slow, t->rank, step); /* run.slow: off by default */
-    if (t->split.computes && !b) {
+    if (!h.claim) straggler_step(&t->slow, t->rank, step); /* run.slow: off by default */
+    if (t->split.computes && h.claim) {
+        /* work stealing: the shares the strategy hands out, n micro-batches each, from the
+         * whole batch (run.slow sleeps once per share) */
+        int k, n = t->split.mb_hi - t->split.mb_lo;
+        float *g;
+        size_t D = (size_t)t->model.in_dim;
+        while (h.claim(h.arg, &k, &g)) {
+            int lo = k * n;
+            straggler_step(&t->slow, t->rank, step);
+            if (!b) { /* a data error kept for the next agreement: zeros */
+                memset(g, 0, t->model.nparams * sizeof(float));
+                continue;
+            }
+            size_t row = (size_t)lo * (size_t)t->mb_rows;
+            exec_set_chunk_hook(t->exec, h.chunk_done, h.chunk_arg);
+            exec_train(t->exec, h.params ? h.params : t->params, b->x + row * D, b->y + row,
+                       (uint64_t)c->train_seed, step, lo, 1.0f / (float)t->B, g,
+                       t->mb_loss + lo, &correct, h.ready, h.poll, h.arg);
+            exec_set_chunk_hook(t->exec, NULL, NULL);
+        }
+    } else if (t->split.computes && !b) {
         /* a data error kept for the next agreement (train.c): this rank pushes zeros */
         memset(grads, 0, t->model.nparams * sizeof(float));
     } else if (t->split.computes) { /* b: this rank's micro-batches */

@@ -54,6 +54,24 @@ grep -q "consistency delayed (step t computes on version t - 2);" "$WORK/d2l0.lo
 ps_case delayed2-look0-s2 4 2 first "$D2L0" --set parallel.consistency=delayed --set parallel.staleness=2 --set parallel.lookahead=0
 h5diff -q "$D2" "$D2L0" /model /model >/dev/null 2>&1 && fail "parallel.lookahead = 1 gave the bits of lookahead = 0: it did nothing"
 echo "delayed s=2, lookahead 0: reproducible across 1 and 2 servers, different from lookahead 1"
+note "delayed with work stealing (parallel.steal): the bits of delayed, with the straggler's shares moved"
+# rank 1 sleeps 4 ms per share it computes: server 0 hands most of its shares to the others
+ps_case delayed2-steal 3 1 last "$D2" --set parallel.consistency=delayed --set parallel.staleness=2 \
+    --set parallel.steal=true --set run.slow=1:4
+grep -q "work stealing: server 0 hands each step's 2 shares out by the workers' speed" "$WORK/delayed2-steal.log" || fail "steal: no role line"
+ps_case delayed2-steal-w4s2 6 2 last "$D2" --set parallel.consistency=delayed --set parallel.staleness=2 \
+    --set parallel.steal=true --set run.slow=1:4 --set train.threads=1
+$PYTHON - "$WORK/runs/delayed2-steal/metrics.jsonl" 2 "$WORK/runs/delayed2-steal-w4s2/metrics.jsonl" 4 <<'PY' || fail "steal: the straggler's shares did not move"
+import json, sys
+for path, W in zip(sys.argv[1::2], map(int, sys.argv[2::2])):
+    lines = [json.loads(l) for l in open(path) if '"kind":"train"' in l]
+    assert lines and all("ps_shares_min" in m and "ps_shares_max" in m for m in lines), path
+    # the first window holds the s + 1 steps every worker computes its own share
+    lo = min(m["ps_shares_min"] for m in lines[1:])
+    hi = max(m["ps_shares_max"] for m in lines[1:])
+    assert lo <= 0.8 and hi > 1.0 and hi <= 2.0, (path, lo, hi)
+    print(path.split("/")[-2], "ok: shares per step between", lo, "and", hi, "of", W)
+PY
 note "metrics: bytes, pull wait, server busy, staleness"
 $PYTHON - "$WORK/runs/d2/metrics.jsonl" "$WORK/runs/clip-s1/metrics.jsonl" <<'PY' || fail "PS metrics"
 import json, sys
@@ -135,4 +153,6 @@ expect_exit 78 mpi 4 train "$J" "${ps[@]}" --set train.micro_batches=2 --set run
 expect_out "3 workers"
 expect_exit 78 mpi 2 train "$J" --set run.slow=5:10 --set run.dir="$WORK/runs/bad"
 expect_out "run.slow = '5:10': rank 5 does not exist"
+expect_exit 78 mpi 3 train "$J" "${ps[@]}" --set parallel.steal=true --set run.dir="$WORK/runs/bad"
+expect_out "parallel.steal = true needs parallel.consistency = delayed with parallel.staleness >= 1 \(it is sync"
 echo "ok: sync parameter servers give the bits of allreduce"
