@@ -118,10 +118,10 @@ const KeyDesc config_keys[] = {
           "w' version v - 1 (its last step's move, extrapolated; deterministic, so delayed "
           "stays reproducible); 0 = on w itself (the bits of earlier versions)"),
     K_BOOL("parallel", "steal", parallel_steal, "false",
-           "ps mode, consistency = delayed with staleness >= 1: a worker that has finished its "
-           "share of a step takes the share of a worker that has not started it (claimed "
-           "through server 0), so a slow worker computes less; the same bits (each share is "
-           "summed in its place), every worker reads the whole batch"),
+           "ps mode, consistency = delayed with staleness >= 1: server 0 hands each step's "
+           "shares (M / W micro-batches each) to the workers by their measured seconds per "
+           "share, so a slow worker computes fewer; the bits of delayed without it (each "
+           "share is summed in its place); every worker reads the whole batch"),
     K_ENUM("parallel", "server_ranks", parallel_server_ranks, "last|first|spread", "last",
            "ps mode: the servers are the last parallel.servers ranks (rank 0 a worker), the "
            "first ones, or spread (one per node; planned, refused at start)"),
@@ -145,7 +145,8 @@ const KeyDesc config_keys[] = {
            "progress display on stderr: auto (tty if stderr is a terminal), tty, plain, off"),
     K_STR("run", "slow", run_slow, 0, "",
           "straggler injection for experiments: RANK:MS[:EVERY] sleeps MS ms in that rank's "
-          "step every EVERY-th step (default every step); empty = off"),
+          "step every EVERY-th step (default every step; with parallel.steal once per share "
+          "it computes in that step); empty = off"),
     K_STR("run", "stop_signals", run_stop_signals, 1, "TERM USR1",
           "signals on which every rank checkpoints at the next step and exits 75: any of "
           "TERM INT HUP USR1 USR2, space-separated (others keep their default action)"),
