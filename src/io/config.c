@@ -648,6 +648,9 @@ int config_validate(const Config *c)
                 "whole step's gradient, which async never forms (each push is applied on "
                 "arrival); set optim.clip_norm = 0 or use consistency = ssp",
                 c->optim_clip_norm);
+    if (!ps && c->parallel_steal)
+        PROBLEM("parallel.steal = true applies to parallel.mode = ps with consistency = delayed "
+                "only (mode is %s)", c->parallel_mode);
     if (ps && c->parallel_zero)
         PROBLEM("parallel.zero = 1 applies to parallel.mode = allreduce only (mode is ps)");
     if (c->optim_nesterov && c->optim_momentum == 0.0)

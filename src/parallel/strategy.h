@@ -106,10 +106,12 @@ typedef struct {
                                 or ssp worker keeps s + 1 so that its pushes may still be
                                 in flight while it runs ahead) */
     /* Work stealing (StrategySplit.steal), else NULL: the next share of this step to
-     * compute, called until it returns 0: 1 with *mb_lo its first micro-batch and *grads
-     * the slab to compute its gradient into (the strategy's).  The executor's ready/poll
-     * calls in between belong to that share.  Never fails (a lost peer ends the job). */
-    int (*claim)(void *arg, int *mb_lo, float **grads);
+     * compute; the caller calls it until it returns 0 (the last call pushes the last
+     * share).  1 with *share its index k (micro-batches [k n, (k + 1) n), n = mb_hi -
+     * mb_lo) and *grads the slab to compute its gradient into (the strategy's).  The
+     * executor's ready/poll calls in between belong to that share.  Never fails (a lost
+     * peer ends the job). */
+    int (*claim)(void *arg, int *share, float **grads);
 } StrategyHooks;
 
 /* What a rank did in the last step, for the metrics (strategies that have it). */

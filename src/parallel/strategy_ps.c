@@ -375,6 +375,7 @@ void ps_worker_push(PsStrategy *p)
             int slot = u == 0 ? base + 2 * p->next : base + 2 * n + (u - 1) * n + p->next;
             ps_post_send(p, slot, p->grads + c->lo, c->hi - c->lo, sr,
                          ps_steal_tag(p, p->cur, p->share[u]));
+            if (u == p->nshare - 1) ps_steal_post_param(p, base, p->next);
             p->next++;
             continue;
         }

@@ -146,7 +146,9 @@ int ps_steal_tag(const PsStrategy *p, uint64_t t, int k);
 /* Worker, step begin (after the wait for version t - s): post the receives of version
  * t + 1 and of the share mask of step t + s + 1, pick this step's shares, set h->claim. */
 void ps_steal_worker_begin(PsStrategy *p, StrategyHooks *h);
-/* Worker, reduce_end: the last share's pushes and the step's timing message. */
+/* Worker: post the receive of chunk k of version t + 1 (slot base + 2k + 1). */
+void ps_steal_post_param(PsStrategy *p, int base, int k);
+/* Worker, reduce_end: the step's timing message (every share was claimed and pushed). */
 void ps_steal_worker_end(PsStrategy *p);
 /* Server 0: 1 when `slot` was one of its timing receives (handled, reposted). */
 int ps_steal_server_done(PsStrategy *p, int slot, const CommStatus *st);

@@ -26,8 +26,13 @@
  * reads the whole batch (the loader's range is [0, M)) since any share may be its own.
  *
  * Worker slots per step group (s + 1 groups, p->G each): 2k the push of share 1's chunk k,
- * 2k + 1 the receive of chunk k of version t + 1, 2n + (u - 1) n + k the push of share
- * u >= 2's chunk k, G - 2 the mask receive, G - 1 the timing send. */
+ * 2k + 1 the receive of chunk k of version t + 1 (posted after the step's last share
+ * pushed chunk k), 2n + (u - 1) n + k the push of share u >= 2's chunk k, G - 2 the mask
+ * receive, G - 1 the timing send.
+ *
+ * At the end of a run server 0 has sent the masks of s + 1 steps nobody runs, and the
+ * workers their last timings (16 bytes: eager sends, complete without a receive); the
+ * receives left posted are cancelled in ps_destroy. */
 #include <stdlib.h>
 #include <string.h>
 
@@ -108,21 +113,32 @@ static int steal_claim(void *arg, int *share, float **grads)
     return 1;
 }
 
+void ps_steal_post_param(PsStrategy *p, int base, int k)
+{
+    const PsChunk *c = &p->chunks[k];
+    ps_post_recv(p, base + 2 * k + 1, p->recv_into + c->lo, c->hi - c->lo,
+                 ps_server_rank(p, c->server), PS_TAG_PARAM);
+}
+
+static void steal_post_all(PsStrategy *p, int base)
+{
+    for (int k = 0; k < p->nchunks; k++) ps_steal_post_param(p, base, k);
+}
+
 void ps_steal_worker_begin(PsStrategy *p, StrategyHooks *h)
 {
     uint64_t t = p->cur, ns = (uint64_t)p->stale + 1;
     int g = (int)(t % ns), base = p->G * g;
-    for (int k = 0; k < p->nchunks; k++) { /* version t + 1 */
-        const PsChunk *c = &p->chunks[k];
-        ps_post_recv(p, base + 2 * k + 1, p->recv_into + c->lo, c->hi - c->lo,
-                     ps_server_rank(p, c->server), PS_TAG_PARAM);
-    }
     /* this step's shares: the mask that came with version t - s (its receive was posted
      * in step t - s - 1, in this group, and waited for), or the own share */
-    int64_t mask = t >= p->t0 + ns ? p->amsg[g] : (int64_t)1 << p->worker;
+    uint64_t mask = t >= p->t0 + ns ? (uint64_t)p->amsg[g] : (uint64_t)1 << p->worker;
     p->nshare = 0;
     for (int k = 0; k < p->W; k++)
         if (mask >> k & 1) p->share[p->nshare++] = k;
+    /* version t + 1 goes where this step's shares may read (recv_into is h->params when
+     * lookahead = 0): chunk k's receive is posted when the last share has pushed chunk k
+     * (ps_worker_push), as without stealing; with no share at once */
+    if (p->nshare == 0) steal_post_all(p, base);
     CHECK(p->nshare <= p->U);
     p->st.shares = p->nshare;
     /* the mask of step t + s + 1 */
@@ -139,11 +155,9 @@ void ps_steal_worker_begin(PsStrategy *p, StrategyHooks *h)
 
 void ps_steal_worker_end(PsStrategy *p)
 {
+    /* the trainer claims until claim returns 0, which pushed the last share */
+    CHECK(p->ishare == p->nshare && (p->ishare == 0 || p->next == p->nchunks));
     if (p->ishare == 0) return;
-    if (p->next < p->nchunks) { /* the trainer left without the last claim */
-        p->ready_lo = 0;
-        ps_worker_push(p);
-    }
     uint64_t ns = (uint64_t)p->stale + 1;
     int g = (int)(p->cur % ns), slot = p->G * g + p->G - 1;
     double *m = &p->tmsg[2 * g];
@@ -176,11 +190,11 @@ static void schedule(PsStrategy *p, int64_t *mask)
 {
     int W = p->W, cnt[64] = {0}, known = 1;
     for (int w = 0; w < W; w++) {
-        mask[w] = 0;
+        mask[w] = 0; /* bit k set: share k (as uint64_t: W may be 64) */
         known = known && p->cost[w] > 0;
     }
     if (!known) { /* before every worker has reported: each its own share */
-        for (int w = 0; w < W; w++) mask[w] = (int64_t)1 << w;
+        for (int w = 0; w < W; w++) mask[w] = (int64_t)((uint64_t)1 << w);
         return;
     }
     for (int k = 0; k < W; k++) {
@@ -191,7 +205,7 @@ static void schedule(PsStrategy *p, int64_t *mask)
             double f = p->vfin[w] + p->cost[w];
             if (cnt[best] >= p->U || f < bf) best = w, bf = f;
         }
-        mask[best] |= (int64_t)1 << k;
+        mask[best] = (int64_t)((uint64_t)mask[best] | (uint64_t)1 << k);
         cnt[best]++;
         p->vfin[best] = bf;
     }

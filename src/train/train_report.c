@@ -123,7 +123,7 @@ static void stats_line(Trainer *t, Metrics *m, double wall)
             metrics_int(m, "staleness_min", (int64_t)smin);
             metrics_num(m, "staleness_mean", ssum / nw / n);
             metrics_int(m, "staleness_max", (int64_t)smax);
-            if (t->cfg.parallel_steal) {
+            if (t->cfg.parallel_steal) { /* every rank: rank 0 may be a server */
                 metrics_num(m, "ps_shares_min", shmin);
                 metrics_num(m, "ps_shares_max", shmax);
             }
@@ -217,7 +217,7 @@ void train_report_diverged(Trainer *t, uint64_t step, double loss)
     log_info("step %llu: loss is %g (micro-batch %d, computed on rank %d%s): training "
              "diverged; lower optim.lr or set optim.clip_norm",
              (unsigned long long)step, loss, bad, bad_rank,
-             t->cfg.parallel_steal ? " or, stolen, on another worker" : "");
+             t->split.steal ? " or, stolen, on another worker" : "");
 }
 
 /* "layer dense1 parameter w[12, 345]" for slab index i (the model's layer table), or

@@ -69,9 +69,11 @@ int train_step(Trainer *t, uint64_t step, Batch *b, double *loss_out, double *no
             }
             size_t row = (size_t)lo * (size_t)t->mb_rows;
             exec_set_chunk_hook(t->exec, h.chunk_done, h.chunk_arg);
+            int64_t right = 0;
             exec_train(t->exec, h.params ? h.params : t->params, b->x + row * D, b->y + row,
                        (uint64_t)c->train_seed, step, lo, 1.0f / (float)t->B, g,
-                       t->mb_loss + lo, &correct, h.ready, h.poll, h.arg);
+                       t->mb_loss + lo, &right, h.ready, h.poll, h.arg);
+            correct += right;
             exec_set_chunk_hook(t->exec, NULL, NULL);
         }
     } else if (t->split.computes && !b) {

@@ -72,6 +72,22 @@ for path, W in zip(sys.argv[1::2], map(int, sys.argv[2::2])):
     assert lo <= 0.8 and hi > 1.0 and hi <= 2.0, (path, lo, hi)
     print(path.split("/")[-2], "ok: shares per step between", lo, "and", hi, "of", W)
 PY
+# the fused server path (no clipping), shares of 7 chunks (more than the server's window
+# of 4 any-source receives), lookahead 0 (version t + 1 arrives in the slab the step reads)
+big=(--set "model.layers=dense:512 relu dense:10" --set optim.clip_norm=0 --set parallel.consistency=delayed
+     --set parallel.staleness=2 --set parallel.lookahead=0)
+mpi 3 train "$J" "${common[@]}" "${ps[@]}" "${big[@]}" --set run.dir="$WORK/runs/bigref" >"$WORK/bigref.log" 2>&1 || { tail "$WORK/bigref.log"; fail "delayed, 400k parameters"; }
+ps_case steal-fused-big 3 1 last "$(final_ckpt "$WORK/runs/bigref")" "${big[@]}" --set parallel.steal=true --set run.slow=1:4
+# stopped at step 120, resumed on 2 servers: the same bits with and without stealing
+for st in false true; do
+    mpi 3 train "$J" "${common[@]}" "${ps[@]}" --set parallel.consistency=delayed --set parallel.staleness=2 --set train.steps=120 \
+        --set parallel.steal=$st --set run.slow=1:4 --set run.dir="$WORK/runs/res-$st" >"$WORK/res-$st.log" 2>&1 || { tail "$WORK/res-$st.log"; fail "steal=$st: first half"; }
+    mpi 4 train "$J" "${common[@]}" "${ps[@]}" --set parallel.consistency=delayed --set parallel.staleness=2 --set parallel.servers=2 \
+        --set parallel.steal=$st --set run.slow=1:4 --set run.dir="$WORK/runs/res-$st" --resume auto >>"$WORK/res-$st.log" 2>&1 || { tail "$WORK/res-$st.log"; fail "steal=$st: resumed half"; }
+    grep -q "resumed from .*step-00000120.h5" "$WORK/res-$st.log" || fail "steal=$st: did not resume from step 120"
+done
+same_arrays "$(final_ckpt "$WORK/runs/res-false")" "$(final_ckpt "$WORK/runs/res-true")" /model /optim
+echo "steal: resumed at step 120 on 2 servers, bitwise equal to the resumed run without stealing"
 note "metrics: bytes, pull wait, server busy, staleness"
 $PYTHON - "$WORK/runs/d2/metrics.jsonl" "$WORK/runs/clip-s1/metrics.jsonl" <<'PY' || fail "PS metrics"
 import json, sys
@@ -155,4 +171,6 @@ expect_exit 78 mpi 2 train "$J" --set run.slow=5:10 --set run.dir="$WORK/runs/ba
 expect_out "run.slow = '5:10': rank 5 does not exist"
 expect_exit 78 mpi 3 train "$J" "${ps[@]}" --set parallel.steal=true --set run.dir="$WORK/runs/bad"
 expect_out "parallel.steal = true needs parallel.consistency = delayed with parallel.staleness >= 1 \(it is sync"
+expect_exit 78 mpi 2 train "$J" --set parallel.steal=true --set run.dir="$WORK/runs/bad"
+expect_out "parallel.steal = true applies to parallel.mode = ps"
 echo "ok: sync parameter servers give the bits of allreduce"
