@@ -6,9 +6,12 @@
 #   2 cores with the workers here); bytes pushed per worker and step against the formula
 #   4 * nparams; the busiest server's bytes against 4 * W * max range; the servers' balance.
 #   one worker made 2x slower (run.slow): allreduce, PS sync, PS delayed s=2.
+#   one worker (W = 1: 1 rank against 1 worker + 1 server, so the server has a core of its
+#   own here): what sync PS costs when it does not share the workers' cores.
 #   then scripts/bench_ps_straggler.sh: the straggler experiment for every consistency,
 #   time to 88 % test accuracy included (results/ps-straggler.csv and .png).
-# REPS=N (default 3).
+# REPS=N (default 3); CASES=w1: only the W = 1 rows, into OUT (default results/ps-w1.csv),
+# and no straggler experiment.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 BIN=build/mpitrain
@@ -39,8 +42,12 @@ run() { local np=$1 steps=$2 layers=$3; shift 3
 }
 MLP="dense:512 relu dense:512 relu dense:10"
 BIG="dense:4096 relu dense:4096 relu dense:10"
-echo "# scripts/bench_ps.sh, $(date -u +%Y-%m-%d), $cpu; load average at start $(cut -d" " -f1-3 /proc/loadavg); $REPS interleaved repetitions, median samples/s" > "$R/ps.csv"
-echo "model,nparams,mode,servers,workers,ranks,straggler,samples_per_s,reps,push_bytes_per_worker_step,formula_4_nparams_padded,server_bytes_max_step,server_balance_max_over_mean,vs_allreduce" >> "$R/ps.csv"
+W1=("mlp 700 $MLP|ar1|1|" "mlp 700 $MLP|ps1-w1|2|--set parallel.mode=ps --set parallel.zero=0 --set parallel.servers=1"
+    "big 40 $BIG|ar1|1|" "big 40 $BIG|ps1-w1|2|--set parallel.mode=ps --set parallel.zero=0 --set parallel.servers=1")
+OUT=$R/ps.csv
+if [ "${CASES:-all}" = w1 ]; then OUT=${OUT_W1:-$R/ps-w1.csv}; fi
+echo "# scripts/bench_ps.sh${CASES:+ CASES=$CASES}, $(date -u +%Y-%m-%d), $cpu; load average at start $(cut -d" " -f1-3 /proc/loadavg); $REPS interleaved repetitions, median samples/s" > "$OUT"
+echo "model,nparams,mode,servers,workers,ranks,straggler,samples_per_s,reps,push_bytes_per_worker_step,formula_4_nparams_padded,server_bytes_max_step,server_balance_max_over_mean,vs_allreduce" >> "$OUT"
 declare -A S
 cases=("mlp 700 $MLP|ar|2|" "mlp 700 $MLP|ps1|3|--set parallel.mode=ps --set parallel.zero=0 --set parallel.servers=1"
        "mlp 700 $MLP|ps2|4|--set parallel.mode=ps --set parallel.zero=0 --set parallel.servers=2"
@@ -48,7 +55,9 @@ cases=("mlp 700 $MLP|ar|2|" "mlp 700 $MLP|ps1|3|--set parallel.mode=ps --set par
        "big 40 $BIG|ps2|4|--set parallel.mode=ps --set parallel.zero=0 --set parallel.servers=2"
        "mlp 700 $MLP|ar-slow|2|--set run.slow=1:4"
        "mlp 700 $MLP|ps1-slow|3|--set parallel.mode=ps --set parallel.zero=0 --set parallel.servers=1 --set run.slow=1:4"
-       "mlp 700 $MLP|ps1-delayed-slow|3|--set parallel.mode=ps --set parallel.zero=0 --set parallel.servers=1 --set parallel.consistency=delayed --set parallel.staleness=2 --set run.slow=1:4")
+       "mlp 700 $MLP|ps1-delayed-slow|3|--set parallel.mode=ps --set parallel.zero=0 --set parallel.servers=1 --set parallel.consistency=delayed --set parallel.staleness=2 --set run.slow=1:4"
+       "${W1[@]}")
+if [ "${CASES:-all}" = w1 ]; then cases=("${W1[@]}"); fi
 for rep in $(seq 1 "$REPS"); do
     for c in "${cases[@]}"; do
         IFS='|' read -r head name np sets <<<"$c"
@@ -64,13 +73,15 @@ for c in "${cases[@]}"; do
     read -r model steps layers <<<"$head"
     sps=$(awk '{print $1}' "$TMP/$model-$name" | median)
     read -r _ push srv bal nparams < <(tail -n 1 "$TMP/$model-$name")
-    mode=allreduce; servers=0; workers=2
+    mode=allreduce; servers=0
     case $name in ps1*) mode=ps-sync; servers=1;; ps2*) mode=ps-sync; servers=2;; esac
     case $name in *delayed*) mode=ps-delayed-s2;; esac
+    workers=$((np - servers))
     slow=none; case $name in *slow) slow="rank1+4ms/step";; esac
-    base=$(awk '{print $1}' "$TMP/$model-ar$( [ "$slow" = none ] || echo -slow)" | median)
+    ref=ar; case $name in *slow) ref=ar-slow;; *w1|ar1) ref=ar1;; esac
+    base=$(awk '{print $1}' "$TMP/$model-$ref" | median)
     # the slab is padded to 16 floats per array: 4 * nparams is the formula within 0.01 %
-    echo "$model,$nparams,$mode,$servers,$workers,$np,$slow,$sps,$REPS,$push,$((4 * nparams)),$srv,$bal,$(awk -v a="$sps" -v b="$base" 'BEGIN{printf "%.3f", a/b}')" >> "$R/ps.csv"
+    echo "$model,$nparams,$mode,$servers,$workers,$np,$slow,$sps,$REPS,$push,$((4 * nparams)),$srv,$bal,$(awk -v a="$sps" -v b="$base" 'BEGIN{printf "%.3f", a/b}')" >> "$OUT"
 done
-cat "$R/ps.csv"
-bash scripts/bench_ps_straggler.sh
+cat "$OUT"
+if [ "${CASES:-all}" != w1 ]; then bash scripts/bench_ps_straggler.sh; fi
