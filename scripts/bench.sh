@@ -6,8 +6,11 @@
 #   results/comm-overlap.csv      exposed communication per step, 20M-parameter model, N=2
 #   results/allreduce.csv         deterministic allreduce vs MPI_Allreduce vs p2p (scripts/bench_allreduce.sh)
 #   results/ckpt.csv              checkpoint write vs raw write()+fsync, async pause
+#   results/ps.csv, ps-straggler.csv/.png  parameter servers vs allreduce, and with a
+#                                 straggler (scripts/bench_ps.sh; about an hour at PS_REPS=3)
 #   results/RESULTS.md            the summary, with the ratios and the targets
-# REPS=N (default 5) repetitions; QUICK=1 skips allreduce sizes above 64 MB;
+# REPS=N (default 5) repetitions; PS_REPS=N (default 3) those of the parameter-server
+# benches, PS=0 skips them; QUICK=1 skips allreduce sizes above 64 MB;
 # ONLY=throughput measures the GEMM rates and training throughput only (the other CSVs
 # are kept) and rewrites RESULTS.md.
 set -euo pipefail
@@ -194,6 +197,11 @@ echo "== checkpoint pause inside training: 56.5M-parameter MLP + AdamW (678 MB a
   echo "true,$(wc -l < "$TMP/pause.true"),$pa,$ps,$(awk -v a="$pa" -v b="$ps" 'BEGIN{printf "%.4f", a/b}')"
 } > "$R/ckpt-pause.csv"
 cat "$R/ckpt-pause.csv"
+
+if [ "${PS:-1}" != 0 ]; then
+    echo "== parameter servers (scripts/bench_ps.sh, then scripts/bench_ps_straggler.sh)"
+    REPS=${PS_REPS:-3} bash scripts/bench_ps.sh
+fi
 
 bash scripts/bench_report.sh "$host" "$(tr '\n' ' ' < "$TMP/torch-best.txt" | sed 's/ *$//')" > "$R/RESULTS.md"
 echo "== summary: $R/RESULTS.md"
