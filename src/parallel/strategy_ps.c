@@ -187,6 +187,7 @@ static int ps_create(Comm *comm, const StrategyConf *c, size_t nparams, int nsta
     p->cons = ps_consistency(c->consistency);
     p->stale = p->cons == PS_DELAYED || p->cons == PS_SSP ? c->staleness : 0;
     p->steal = c->steal && p->cons == PS_DELAYED && p->stale > 0;
+    p->U = 1; /* gradient slabs per step group (stealing: ps_steal_create) */
     int slots;
     if (p->cons == PS_ASYNC) {
         p->nchunks = p->worker >= 0 ? make_chunks(p, 0, p->S, &p->chunks)
@@ -197,20 +198,16 @@ static int ps_create(Comm *comm, const StrategyConf *c, size_t nparams, int nsta
          * receive of its new parameters (version t + 1) */
         p->nchunks = make_chunks(p, 0, p->S, &p->chunks);
         p->G = 2 * p->nchunks;
-        if (p->steal) {
-            ps_steal_create(p, 0);
-            p->G = 2 * p->nchunks + (p->U - 1) * p->nchunks + 2;
-        }
+        if (p->steal) ps_steal_create(p, 0); /* sets U and G */
         slots = p->G * (p->stale + 1);
-        int U = p->steal ? p->U : 1;
         if (p->stale > 0) {
             p->look = (float)c->lookahead; /* delayed and ssp */
             p->nring = p->stale + 1 + (p->look > 0.0f);
             p->ring = xcalloc((size_t)p->nring, sizeof(float *));
-            p->gring = xcalloc(((size_t)p->stale + 1) * (size_t)U, sizeof(float *));
+            p->ngring = (p->stale + 1) * p->U;
+            p->gring = xcalloc((size_t)p->ngring, sizeof(float *));
             for (int v = 0; v < p->nring; v++) p->ring[v] = xaligned(nparams * sizeof(float));
-            for (int v = 0; v < (p->stale + 1) * U; v++)
-                p->gring[v] = xaligned(nparams * sizeof(float));
+            for (int v = 0; v < p->ngring; v++) p->gring[v] = xaligned(nparams * sizeof(float));
             if (p->look > 0.0f) p->pred = xaligned(nparams * sizeof(float));
         }
     } else {
@@ -241,8 +238,7 @@ static void ps_destroy(Strategy *s)
     comm_p2p_destroy(p->comm, p->set);
     ps_async_free(p);
     for (int v = 0; p->ring && v < p->nring; v++) free(p->ring[v]);
-    for (int v = 0; p->gring && v < (p->stale + 1) * (p->steal && p->worker >= 0 ? p->U : 1); v++)
-        free(p->gring[v]);
+    for (int v = 0; v < p->ngring; v++) free(p->gring[v]);
     ps_steal_free(p);
     free(p->pred);
     free(p->ring);
@@ -554,7 +550,7 @@ static void ps_step_begin(Strategy *s, const StrategyStep *step, float *params, 
             p->st.staleness = (int)(t - v);
             p->recv_into = p->ring[(t + 1) % nr];
             /* the pushes of step t - s - 1 from this slab are done (waited above) */
-            h->grads = p->grads = p->gring[(t % ns) * (uint64_t)(p->steal ? p->U : 1)];
+            h->grads = p->grads = p->gring[(t % ns) * (uint64_t)p->U];
         } else {
             p->recv_into = params;
         }

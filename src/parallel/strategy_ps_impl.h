@@ -68,7 +68,9 @@ typedef struct {
     int nring;           /* s + 1, or s + 2 with lookahead (version t - s - 1 kept too) */
     float look;          /* delayed, ssp: parallel.lookahead (0: off) */
     float *pred;         /* (nparams) with lookahead: the parameters step t computes on */
-    float **gring;       /* (s + 1) gradient slabs: step t's in gring[t % (s + 1)]; s = 0: NULL */
+    float **gring;       /* (ngring) gradient slabs: share u of step t in
+                            gring[(t % (s + 1)) * U + u]; s = 0: NULL */
+    int ngring;          /* (s + 1) U, or 0 */
     uint64_t t0;         /* the first step of this run (after a resume: its step) */
     int started;
     uint64_t cur;        /* the step in progress */
@@ -93,7 +95,8 @@ typedef struct {
     int listening;       /* server: the chunk receives are posted */
     /* work stealing (strategy_ps_steal.c; delayed with parallel.steal) */
     int steal;
-    int U;               /* shares a worker may compute per step: min(W, PS_STEAL_UNITS) */
+    int U;               /* shares a worker may compute per step: 1; stealing
+                            min(W, PS_STEAL_UNITS) */
     int G;               /* worker: request slots per step group (3 n + 2 with stealing) */
     int64_t *amsg;       /* worker: (s + 1) received share masks; server 0: (W) to send */
     double *tmsg;        /* worker: (s + 1, 2) timing messages; server 0: (W, 2) received */
@@ -138,7 +141,8 @@ void ps_async_reduce_end(PsStrategy *p);
 void ps_async_update(PsStrategy *p);
 
 /* strategy_ps_steal.c (p->steal).  Request slots it adds, from slot `first` on (server
- * 0: 2 W; other servers: 0; a worker's are inside its step groups); allocates buffers. */
+ * 0: 2 W; other servers: 0; a worker's are inside its step groups, p->G of them); sets
+ * p->U; allocates buffers. */
 int ps_steal_create(PsStrategy *p, int first);
 void ps_steal_free(PsStrategy *p);
 /* The tag of share k's pushes in step t. */

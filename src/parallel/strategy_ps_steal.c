@@ -50,7 +50,8 @@ int ps_steal_create(PsStrategy *p, int first)
 {
     int W = p->W;
     p->U = MT_MIN(W, PS_STEAL_UNITS);
-    if (p->worker >= 0) {
+    if (p->worker >= 0) { /* the step group's slots: see the top of this file */
+        p->G = 2 * p->nchunks + (p->U - 1) * p->nchunks + 2;
         p->amsg = xcalloc((size_t)p->stale + 1, sizeof(int64_t));
         p->tmsg = xcalloc(2 * ((size_t)p->stale + 1), sizeof(double));
         return 0;

@@ -291,8 +291,9 @@ void train_report_local(Trainer *t, uint64_t step, const OptStep *os)
         train_pend(t, MT_EX_SOFTWARE, 0, "%s", msg);
         return;
     }
-    /* stealing: any micro-batch may be this rank's (the others' entries are 0) */
-    for (int k = t->split.steal ? 0 : t->split.mb_lo; k < (t->split.steal ? t->M : t->split.mb_hi); k++)
+    /* the micro-batches this rank did not compute are 0 (train_step; with stealing any
+     * of them may be its own) */
+    for (int k = 0; k < t->M; k++)
         if (!isfinite(t->mb_loss[k])) {
             train_pend(t, MT_EX_SOFTWARE, 0, "step %llu: loss is %g (micro-batch %d, computed "
                        "on rank %d): training diverged; lower optim.lr or set "

@@ -33,6 +33,28 @@ static void scale_step(void *arg, float lr_factor, float grad_factor)
     o->os.grad_scale = grad_factor;
 }
 
+/* The rank's mb_hi - mb_lo micro-batches from lo on into grads (their losses into
+ * mb_loss[lo ...], right answers added to *correct); no batch b (a data error kept for
+ * the next agreement, train.c): zeros, which the rank pushes. */
+static void compute_mbs(Trainer *t, const StrategyHooks *h, Batch *b, uint64_t step, int lo,
+                        float *grads, int64_t *correct)
+{
+    if (!b) {
+        memset(grads, 0, t->model.nparams * sizeof(float));
+        return;
+    }
+    /* the batch's rows begin at the loader's first micro-batch (stealing: 0) */
+    int first = t->split.steal ? 0 : t->split.mb_lo;
+    size_t row = (size_t)(lo - first) * (size_t)t->mb_rows;
+    int64_t right = 0;
+    exec_set_chunk_hook(t->exec, h->chunk_done, h->chunk_arg);
+    exec_train(t->exec, h->params ? h->params : t->params, b->x + row * (size_t)t->model.in_dim,
+               b->y + row, (uint64_t)t->cfg.train_seed, step, lo, 1.0f / (float)t->B, grads,
+               t->mb_loss + lo, &right, h->ready, h->poll, h->arg);
+    exec_set_chunk_hook(t->exec, NULL, NULL);
+    *correct += right;
+}
+
 int train_step(Trainer *t, uint64_t step, Batch *b, double *loss_out, double *norm_out)
 {
     const Config *c = &t->cfg;
@@ -55,36 +77,16 @@ int train_step(Trainer *t, uint64_t step, Batch *b, double *loss_out, double *no
     memset(t->mb_loss, 0, t->M * sizeof(double));
     if (!h.claim) straggler_step(&t->slow, t->rank, step); /* run.slow: off by default */
     if (t->split.computes && h.claim) {
-        /* work stealing: the shares the strategy hands out, n micro-batches each, from the
-         * whole batch (run.slow sleeps once per share) */
+        /* work stealing: the shares the strategy hands out, n micro-batches each (run.slow
+         * sleeps once per share) */
         int k, n = t->split.mb_hi - t->split.mb_lo;
         float *g;
-        size_t D = (size_t)t->model.in_dim;
         while (h.claim(h.arg, &k, &g)) {
-            int lo = k * n;
             straggler_step(&t->slow, t->rank, step);
-            if (!b) { /* a data error kept for the next agreement: zeros */
-                memset(g, 0, t->model.nparams * sizeof(float));
-                continue;
-            }
-            size_t row = (size_t)lo * (size_t)t->mb_rows;
-            exec_set_chunk_hook(t->exec, h.chunk_done, h.chunk_arg);
-            int64_t right = 0;
-            exec_train(t->exec, h.params ? h.params : t->params, b->x + row * D, b->y + row,
-                       (uint64_t)c->train_seed, step, lo, 1.0f / (float)t->B, g,
-                       t->mb_loss + lo, &right, h.ready, h.poll, h.arg);
-            correct += right;
-            exec_set_chunk_hook(t->exec, NULL, NULL);
+            compute_mbs(t, &h, b, step, k * n, g, &correct);
         }
-    } else if (t->split.computes && !b) {
-        /* a data error kept for the next agreement (train.c): this rank pushes zeros */
-        memset(grads, 0, t->model.nparams * sizeof(float));
-    } else if (t->split.computes) { /* b: this rank's micro-batches */
-        exec_set_chunk_hook(t->exec, h.chunk_done, h.chunk_arg);
-        exec_train(t->exec, h.params ? h.params : t->params, b->x, b->y, (uint64_t)c->train_seed, step,
-                   t->split.mb_lo, 1.0f / (float)t->B, grads, t->mb_loss + t->split.mb_lo,
-                   &correct, h.ready, h.poll, h.arg);
-        exec_set_chunk_hook(t->exec, NULL, NULL);
+    } else if (t->split.computes) { /* this rank's micro-batches */
+        compute_mbs(t, &h, b, step, t->split.mb_lo, grads, &correct);
     }
     double tc = now_s();
     trace_event(t->trace, "forward+backward", t0, tc, step);
