@@ -39,6 +39,24 @@ typedef void (*ExecPollFn)(void *arg);
 /* fn(arg, lo, hi) on a part [lo, hi) of a range (exec_parallel_range, chunk hooks). */
 typedef void (*ExecRangeFn)(void *arg, size_t lo, size_t hi);
 
+/* A step's input rows: normalised floats x (nmb*mb_rows, in_dim), or (x8 not NULL) the
+ * stored bytes of a uint8 dataset, x8 (nmb*mb_rows, in_dim), whose model input is
+ * table[byte] (256 floats).  The executor then normalises each row on the thread that
+ * first reads it (the layer-wise path: while it transposes the input), so the bits are
+ * those of the floats table[x8[i]].  Both borrowed for the call. */
+typedef struct {
+    const float *x;
+    const uint8_t *x8;
+    const float *x8_table;
+} ExecInput;
+
+/* the input's rows from row r on (r * in_dim elements further) */
+static inline ExecInput exec_input_rows(ExecInput in, size_t r, int in_dim)
+{
+    size_t o = r * (size_t)in_dim;
+    return (ExecInput){in.x ? in.x + o : NULL, in.x8 ? in.x8 + o : NULL, in.x8_table};
+}
+
 typedef struct {
     int threads;   /* worker threads including the caller (>= 1) */
     int mb_rows;   /* rows per micro-batch (B / M) */
@@ -55,7 +73,7 @@ typedef struct ExecOps {
     const char *name; /* the device it runs on: "cpu" */
     Exec *(*create)(const Model *m, const ExecConf *c, Device *dev);
     void (*destroy)(Exec *e);
-    void (*train)(Exec *e, const float *params, const float *x, const int32_t *y,
+    void (*train)(Exec *e, const float *params, ExecInput x, const int32_t *y,
                   uint64_t seed, uint64_t step, int mb0, float grad_scale, float *grads,
                   double *mb_loss, int64_t *correct, ExecReadyFn ready, ExecPollFn poll,
                   void *arg);
@@ -82,13 +100,13 @@ Exec *exec_create(const Model *m, const ExecConf *c);
 static inline void exec_destroy(Exec *e) { if (e) exec_ops(e)->destroy(e); }
 
 /* One training step of the local micro-batches.
- *   x (nmb*mb_rows, in_dim), y (nmb*mb_rows): the rank's rows, micro-batch k at rows
+ *   x (ExecInput: nmb*mb_rows rows of in_dim), y (nmb*mb_rows): the rank's rows, micro-batch k at rows
  *   [k*mb_rows, (k+1)*mb_rows).  mb0: global index of the first local micro-batch in the
  *   step (dropout masks depend on the global sample position).  grad_scale = 1/B.
  * Writes: grads[every parameter range] = tree sum of the micro-batch gradients (the
  * padding between arrays is left as is); mb_loss[k] = loss sum of local micro-batch k;
  * *correct = correctly classified rows (argmax). */
-static inline void exec_train(Exec *e, const float *params, const float *x, const int32_t *y,
+static inline void exec_train(Exec *e, const float *params, ExecInput x, const int32_t *y,
                               uint64_t seed, uint64_t step, int mb0, float grad_scale,
                               float *grads, double *mb_loss, int64_t *correct, ExecReadyFn ready,
                               ExecPollFn poll, void *arg)

@@ -75,7 +75,11 @@ struct Exec {
     int nrunning;
     /* the current job */
     JobKind job;
-    const float *params, *x;
+    const float *params, *x; /* x: the step's input floats (xbuf when they come as bytes) */
+    const uint8_t *x8;        /* the step's input as stored bytes (ExecInput), or NULL */
+    const float *x8_table;
+    float *xbuf;              /* (rt, in_dim) x8 normalised, row by row by the thread that
+                                 first reads the row */
     const int32_t *y;
     uint64_t seed, step;
     int mb0;
@@ -151,6 +155,18 @@ static float *grad_slab(Exec *e, int k)
 {
     int leaf = e->pair ? k / 2 : k;
     return e->gbuf ? e->gbuf[leaf] : e->grads;
+}
+
+/* Rows [r0, r0 + n) of a byte input (ExecInput.x8) normalised into xbuf; nothing for
+ * float input.  One table load per element: the bits of the loader's floats. */
+static void input_rows(Exec *e, int r0, int n)
+{
+    if (!e->x8) return;
+    const size_t d = (size_t)e->m->in_dim;
+    const uint8_t *s = e->x8 + (size_t)r0 * d;
+    float *o = e->xbuf + (size_t)r0 * d;
+    const float *tab = e->x8_table;
+    for (size_t i = 0; i < (size_t)n * d; i++) o[i] = tab[s[i]];
 }
 
 /* dst[i] = a[i] + b[i], i in [lo, hi) (dst may be a): 8 lanes at a time in gcc's vector
@@ -275,6 +291,7 @@ static void train_mb(Exec *e, ThreadBufs *tb, int k, Driver *d)
 {
     const Model *m = e->m;
     const int R = e->c.mb_rows;
+    input_rows(e, k * R, R);
     const float *x = e->x + (size_t)k * R * m->in_dim;
     const int32_t *y = e->y + (size_t)k * R;
     uint64_t sample0 = (uint64_t)(e->mb0 + k) * (uint64_t)R;
@@ -407,9 +424,11 @@ static void train_lw(Exec *e, int tid, Driver *d)
     int ph = 0;
     w->act[0] = (float *)e->x;
     /* the input, transposed: blocks of 16 rows */
-    for (int r0 = 16 * tid; r0 < rt; r0 += 16 * T)
+    for (int r0 = 16 * tid; r0 < rt; r0 += 16 * T) {
+        input_rows(e, r0, MT_MIN(16, rt - r0));
         gemm_transpose(MT_MIN(16, rt - r0), m->in_dim, e->x + (size_t)r0 * m->in_dim, m->in_dim,
                        w->t[0] + r0, rt);
+    }
     lw_barrier(e, d);
     for (int l = 0; l < L; l++, ph++) {
         const Layer *ly = &m->layers[l];
@@ -601,6 +620,7 @@ static Exec *cpu_create(const Model *m, const ExecConf *c, Device *dev)
     cpu_set_t cs;
     e->oversub = sched_getaffinity(0, sizeof cs, &cs) == 0 && c->threads > CPU_COUNT(&cs);
     e->rt = c->nmb * c->mb_rows;
+    e->xbuf = dalloc(e, (size_t)e->rt * m->in_dim * sizeof(float));
     if (e->lw) {
         LayerWise *w = &e->w;
         int L = m->nlayers;
@@ -687,7 +707,7 @@ static void run_all(Exec *e, Driver *d)
     if (d) driver_check(e, d);
 }
 
-static void cpu_train(Exec *e, const float *params, const float *x, const int32_t *y,
+static void cpu_train(Exec *e, const float *params, ExecInput x, const int32_t *y,
                 uint64_t seed, uint64_t step, int mb0, float grad_scale, float *grads,
                 double *mb_loss, int64_t *correct, ExecReadyFn ready, ExecPollFn poll,
                 void *arg)
@@ -695,7 +715,10 @@ static void cpu_train(Exec *e, const float *params, const float *x, const int32_
     const Model *m = e->m;
     e->job = JOB_TRAIN;
     e->params = params;
-    e->x = x;
+    e->x8 = x.x8;
+    e->x8_table = x.x8_table;
+    e->x = x.x8 ? e->xbuf : x.x;
+    CHECK(e->x && (!x.x8 || x.x8_table));
     e->y = y;
     e->seed = seed;
     e->step = step;
@@ -754,6 +777,7 @@ static void cpu_eval(Exec *e, const float *params, const float *x, const int32_t
     CHECK(chunk_rows >= 1 && chunk_rows <= e->rows_cap);
     e->job = JOB_EVAL;
     e->params = params;
+    e->x8 = NULL;
     e->x = x;
     e->y = y;
     e->n_rows = n;
@@ -814,6 +838,7 @@ static void cpu_destroy(Exec *e)
         free(w->seg);
         free(w->dx_done);
     }
+    dfree(e, e->xbuf);
     free(e->llo);
     free(e->lhi);
     free(e->layer_count);

@@ -24,9 +24,6 @@
 #include <pthread.h>
 #include <stdlib.h>
 #include <string.h>
-#if defined(__SSE2__)
-#include <emmintrin.h>
-#endif
 #include <sys/stat.h>
 #include <unistd.h>
 
@@ -547,6 +544,7 @@ struct Dataset {
     void *raw;               /* (raw_rows, sample_size) raw */
     int32_t *rawy;           /* (raw_rows) */
     int64_t raw_rows;
+    float lut[256];          /* uint8 datasets: lut[v] = (v * scale - mean) / std */
 };
 
 const DatasetInfo *dataset_info(const Dataset *ds) { return &ds->info; }
@@ -622,34 +620,29 @@ static int try_cache(Dataset *ds, int s)
     return 0;
 }
 
+/* uint8 datasets: a stored byte has 256 values, so its normalised value is looked up
+ * (lut, filled once by dataset_open with the expression below, one rounding per
+ * operation: no contraction under -std=c11); float32 datasets compute it per element. */
+static float norm_u8(const DatasetInfo *in, int v) { return ((float)v * in->scale - in->mean) / in->std; }
+
 static void convert_row(const Dataset *ds, const void *raw, float *out)
 {
     int n = ds->info.sample_size;
     if (ds->info.dtype == DTYPE_UINT8) {
-        /* (v * scale - mean) / std, one rounding per operation (no contraction under
-         * -std=c11), four lanes at a time with SSE2 (every x86-64): the same bits */
         const uint8_t *r = raw;
-        const float scale = ds->info.scale, mean = ds->info.mean, std = ds->info.std;
-        int j = 0;
-#if defined(__SSE2__)
-        const __m128 vs = _mm_set1_ps(scale), vm = _mm_set1_ps(mean), vd = _mm_set1_ps(std);
-        const __m128i z = _mm_setzero_si128();
-        for (; j + 16 <= n; j += 16) {
-            __m128i b = _mm_loadu_si128((const __m128i *)(r + j));
-            __m128i lo = _mm_unpacklo_epi8(b, z), hi = _mm_unpackhi_epi8(b, z);
-            __m128i q[4] = {_mm_unpacklo_epi16(lo, z), _mm_unpackhi_epi16(lo, z),
-                            _mm_unpacklo_epi16(hi, z), _mm_unpackhi_epi16(hi, z)};
-            for (int u = 0; u < 4; u++)
-                _mm_storeu_ps(out + j + 4 * u,
-                              _mm_div_ps(_mm_sub_ps(_mm_mul_ps(_mm_cvtepi32_ps(q[u]), vs), vm), vd));
-        }
-#endif
-        for (; j < n; j++) out[j] = ((float)r[j] * scale - mean) / std;
+        for (int j = 0; j < n; j++) out[j] = ds->lut[r[j]];
     } else {
         const float *r = raw;
         float scale = ds->info.scale, mean = ds->info.mean, std = ds->info.std;
         for (int j = 0; j < n; j++) out[j] = (r[j] * scale - mean) / std;
     }
+}
+
+/* row i of the output: normalised into x, or (x NULL) copied as stored into raw */
+static void put_row(const Dataset *ds, const void *src, int i, float *x, void *raw)
+{
+    if (x) convert_row(ds, src, x + (size_t)i * ds->info.sample_size);
+    else memcpy((char *)raw + (size_t)i * ds->row_bytes, src, ds->row_bytes);
 }
 
 static int check_label(const Dataset *ds, int s, int64_t row, int32_t v)
@@ -670,7 +663,7 @@ static int cmp_req(const void *a, const void *b)
 }
 
 /* The uncached path (mu held): rows of shards that are not cached. */
-static int read_uncached(Dataset *ds, const int64_t *idx, int n, float *x, int32_t *y)
+static int read_uncached(Dataset *ds, const int64_t *idx, int n, float *x, void *rawx, int32_t *y)
 {
     size_t nreq = 0;
     if (ds->req_cap < (size_t)n) {
@@ -683,8 +676,7 @@ static int read_uncached(Dataset *ds, const int64_t *idx, int n, float *x, int32
         Shard *sh = &ds->sh[s];
         int64_t row = idx[i] - sh->first;
         if (sh->cache == CACHE_HELD) {
-            convert_row(ds, (const char *)sh->x + (size_t)row * ds->row_bytes,
-                        x + (size_t)i * ds->info.sample_size);
+            put_row(ds, (const char *)sh->x + (size_t)row * ds->row_bytes, i, x, rawx);
             y[i] = sh->y[row];
             int rc = check_label(ds, s, row, y[i]);
             if (rc) return rc;
@@ -715,8 +707,7 @@ static int read_uncached(Dataset *ds, const int64_t *idx, int n, float *x, int32
         for (size_t r = a; r < b; r++) {
             int64_t k = ds->req[r].row - lo;
             int pos = ds->req[r].pos;
-            convert_row(ds, (const char *)ds->raw + (size_t)k * ds->row_bytes,
-                        x + (size_t)pos * ds->info.sample_size);
+            put_row(ds, (const char *)ds->raw + (size_t)k * ds->row_bytes, pos, x, rawx);
             y[pos] = ds->rawy[k];
             if ((rc = check_label(ds, s, ds->req[r].row, y[pos]))) return rc;
         }
@@ -725,7 +716,7 @@ static int read_uncached(Dataset *ds, const int64_t *idx, int n, float *x, int32
     return 0;
 }
 
-int dataset_read(Dataset *ds, const int64_t *idx, int n, float *x, int32_t *y)
+static int read_rows(Dataset *ds, const int64_t *idx, int n, float *x, void *rawx, int32_t *y)
 {
     if (n <= 0) return 0;
     int all_cached = 1, rc = 0;
@@ -736,7 +727,7 @@ int dataset_read(Dataset *ds, const int64_t *idx, int n, float *x, int32_t *y)
         if (ds->sh[s].cache == CACHE_UNTRIED) rc = try_cache(ds, s);
         if (ds->sh[s].cache != CACHE_HELD) all_cached = 0;
     }
-    if (!rc && !all_cached) rc = read_uncached(ds, idx, n, x, y);
+    if (!rc && !all_cached) rc = read_uncached(ds, idx, n, x, rawx, y);
     CHECK(pthread_mutex_unlock(&ds->mu) == 0);
     if (rc || !all_cached) return rc;
     /* every row is in an immutable cached buffer: copy without locks */
@@ -744,12 +735,27 @@ int dataset_read(Dataset *ds, const int64_t *idx, int n, float *x, int32_t *y)
         int s = shard_of(ds, idx[i]);
         const Shard *sh = &ds->sh[s];
         int64_t row = idx[i] - sh->first;
-        convert_row(ds, (const char *)sh->x + (size_t)row * ds->row_bytes,
-                    x + (size_t)i * ds->info.sample_size);
+        put_row(ds, (const char *)sh->x + (size_t)row * ds->row_bytes, i, x, rawx);
         y[i] = sh->y[row];
         if ((rc = check_label(ds, s, row, y[i]))) return rc;
     }
     return 0;
+}
+
+int dataset_read(Dataset *ds, const int64_t *idx, int n, float *x, int32_t *y)
+{
+    return read_rows(ds, idx, n, x, NULL, y);
+}
+
+int dataset_read_u8(Dataset *ds, const int64_t *idx, int n, uint8_t *x8, int32_t *y)
+{
+    CHECK(ds->info.dtype == DTYPE_UINT8);
+    return read_rows(ds, idx, n, NULL, x8, y);
+}
+
+const float *dataset_u8_table(const Dataset *ds)
+{
+    return ds->info.dtype == DTYPE_UINT8 ? ds->lut : NULL;
 }
 
 int dataset_open(const char *dir, int cache_mb, Dataset **out)
@@ -764,6 +770,7 @@ int dataset_open(const char *dir, int cache_mb, Dataset **out)
     ds->sh = xcalloc((size_t)info.nshards, sizeof(Shard));
     ds->row_bytes = (size_t)info.sample_size * dataset_dtype_size(info.dtype);
     ds->cache_budget = cache_mb > 0 ? (size_t)cache_mb << 20 : 0;
+    for (int v = 0; v < 256; v++) ds->lut[v] = norm_u8(&info, v);
     CHECK(pthread_mutex_init(&ds->mu, NULL) == 0);
     int64_t first = 0;
     char path[4096];

@@ -48,6 +48,16 @@ const DatasetInfo *dataset_info(const Dataset *ds);
  * row; x and y are then partly written. */
 int dataset_read(Dataset *ds, const int64_t *idx, int n, float *x, int32_t *y);
 
+/* uint8 datasets: the same rows as dataset_read, but x8 (n, sample_size) gets the stored
+ * bytes; the model input of byte v is table[v] (dataset_u8_table), so a consumer that
+ * looks the bytes up gets dataset_read's floats bit for bit, having moved a quarter of
+ * the bytes (the loader hands them to the executor, which normalises on its threads).
+ * Same errors as dataset_read; a float32 dataset is a bug (CHECK). */
+int dataset_read_u8(Dataset *ds, const int64_t *idx, int n, uint8_t *x8, int32_t *y);
+/* The 256 normalised values of a uint8 dataset's bytes ((v * scale - mean) / std, each
+ * operation rounded once), owned by ds; NULL for a float32 dataset. */
+const float *dataset_u8_table(const Dataset *ds);
+
 /* Fill perm[0..n) with the permutation of epoch `epoch` (Fisher–Yates with
  * rng stream (seed, RNG_SHUFFLE, epoch)). shuffle=0 gives the identity. */
 void dataset_permutation(uint64_t seed, uint64_t epoch, int64_t n, int shuffle, int64_t *perm);

@@ -24,7 +24,10 @@ typedef struct {
 typedef struct {
     uint64_t step;        /* global step this batch is for */
     int n;                /* rows = (mb_hi - mb_lo) * B / M */
-    float *x;             /* (n, sample_size) normalised */
+    float *x;             /* (n, sample_size) normalised; NULL for a uint8 dataset, whose
+                             rows come as stored in x8 */
+    uint8_t *x8;          /* (n, sample_size) stored bytes of a uint8 dataset, else NULL */
+    const float *x8_table; /* (256) the model input of each byte (dataset_u8_table) */
     int32_t *y;           /* (n) */
     double wait_s;        /* time the consumer waited for it */
 } Batch;

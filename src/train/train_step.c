@@ -48,7 +48,8 @@ static void compute_mbs(Trainer *t, const StrategyHooks *h, Batch *b, uint64_t s
     size_t row = (size_t)(lo - first) * (size_t)t->mb_rows;
     int64_t right = 0;
     exec_set_chunk_hook(t->exec, h->chunk_done, h->chunk_arg);
-    exec_train(t->exec, h->params ? h->params : t->params, b->x + row * (size_t)t->model.in_dim,
+    ExecInput in = {b->x, b->x8, b->x8_table};
+    exec_train(t->exec, h->params ? h->params : t->params, exec_input_rows(in, row, t->model.in_dim),
                b->y + row, (uint64_t)t->cfg.train_seed, step, lo, 1.0f / (float)t->B, grads,
                t->mb_loss + lo, &right, h->ready, h->poll, h->arg);
     exec_set_chunk_hook(t->exec, NULL, NULL);

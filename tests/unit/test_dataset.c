@@ -795,6 +795,30 @@ static void test_cache_modes_identical(void **state)
         assert_memory_equal(y[0], y[m], sizeof(int32_t) * k);
     }
     for (int i = 0; i < k; i++) assert_int_equal(y[0][i], lab(idx[i]));
+    /* the stored bytes (what the loader hands to the executor): the same rows and labels
+     * in every cache mode, and the table maps them to dataset_read's floats bit for bit */
+    uint8_t *x8 = malloc((size_t)k * d);
+    int32_t *y8 = malloc(sizeof(int32_t) * k);
+    for (int m = 0; m < 3; m++) {
+        const float *tab = dataset_u8_table(ds[m]);
+        assert_non_null(tab);
+        const DatasetInfo *in = dataset_info(ds[m]);
+        for (int v = 0; v < 256; v++) {
+            float want = ((float)v * in->scale - in->mean) / in->std;
+            assert_memory_equal(&tab[v], &want, sizeof want);
+        }
+        memset(x8, 0, (size_t)k * d);
+        assert_int_equal(dataset_read_u8(ds[m], idx, k, x8, y8), 0);
+        assert_int_equal(dataset_read_u8(ds[m], idx, k, x8, y8), 0);
+        assert_memory_equal(y8, y[0], sizeof(int32_t) * k);
+        for (int i = 0; i < k; i++)
+            for (int j = 0; j < d; j++) {
+                assert_int_equal(x8[(size_t)i * d + j], pix(idx[i], j));
+                assert_memory_equal(&tab[x8[(size_t)i * d + j]], &x[0][(size_t)i * d + j], sizeof(float));
+            }
+    }
+    free(x8);
+    free(y8);
     for (int m = 0; m < 3; m++) {
         dataset_close(ds[m]);
         free(x[m]);

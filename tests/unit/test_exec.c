@@ -28,6 +28,8 @@ typedef struct {
     float *params, *x;
     int32_t *y;
     int per_mb; /* force the per-micro-batch path */
+    const uint8_t *x8;    /* not NULL: the input goes in as these bytes and the table */
+    const float *table;
 } Fixture;
 
 static void fixture_spec(Fixture *f, const char *spec)
@@ -69,7 +71,8 @@ static float *grad_of(Fixture *f, int mb_lo, int mb_hi, int threads, double *los
     float *g = xaligned(f->m.nparams * sizeof(float));
     double mbl[M];
     int64_t corr = 0;
-    exec_train(e, f->params, f->x + (size_t)mb_lo * R * IN, f->y + mb_lo * R, 3, 9, mb_lo,
+    ExecInput in = f->x8 ? (ExecInput){.x8 = f->x8, .x8_table = f->table} : (ExecInput){.x = f->x};
+    exec_train(e, f->params, exec_input_rows(in, (size_t)mb_lo * R, IN), f->y + mb_lo * R, 3, 9, mb_lo,
                1.0f / B, g, mbl, &corr, NULL, NULL, NULL);
     if (loss) *loss = exec_tree_sum_f64(mbl, 0, n);
     exec_destroy(e);
@@ -151,7 +154,7 @@ static void test_ready_order(void **state)
         float *g = xaligned(f.m.nparams * sizeof(float));
         double mbl[M];
         Seen s = {0};
-        exec_train(e, f.params, f.x, f.y, 3, 9, 0, 1.0f / B, g, mbl, NULL, on_ready, on_poll, &s);
+        exec_train(e, f.params, (ExecInput){.x = f.x}, f.y, 3, 9, 0, 1.0f / B, g, mbl, NULL, on_ready, on_poll, &s);
         assert_int_equal(s.n, 3); /* three dense layers */
         assert_true(s.hi[0] == f.m.nparams);
         for (int i = 1; i < s.n; i++) assert_true(s.hi[i] == s.lo[i - 1]);
@@ -249,20 +252,65 @@ static void test_layerwise_ready_and_hook(void **state)
         float *g = xaligned(f.m.nparams * sizeof(float));
         double mbl[M];
         Seen s = {0};
-        exec_train(e, f.params, f.x, f.y, 3, 9, 0, 1.0f / B, g, mbl, NULL, on_ready, on_poll, &s);
+        exec_train(e, f.params, (ExecInput){.x = f.x}, f.y, 3, 9, 0, 1.0f / B, g, mbl, NULL, on_ready, on_poll, &s);
         assert_int_equal(s.n, 4);
         assert_true(s.hi[0] == f.m.nparams);
         for (int i = 1; i < s.n; i++) assert_true(s.hi[i] == s.lo[i - 1]);
         assert_true(s.lo[s.n - 1] == 0);
         int *cnt = xcalloc(f.m.nparams, sizeof(int));
         exec_set_chunk_hook(e, count_chunk, cnt);
-        exec_train(e, f.params, f.x, f.y, 3, 9, 0, 1.0f / B, g, mbl, NULL, NULL, NULL, NULL);
+        exec_train(e, f.params, (ExecInput){.x = f.x}, f.y, 3, 9, 0, 1.0f / B, g, mbl, NULL, NULL, NULL, NULL);
         for (size_t i = 0; i < f.m.nparams; i++) assert_int_equal(cnt[i], 1);
         free(cnt);
         free(g);
         exec_destroy(e);
     }
     fixture_free(&f);
+}
+
+/* A uint8 dataset's rows go in as bytes and the table that normalises them (the
+ * loader's way, ExecInput.x8): the gradients and losses are those of the floats
+ * table[byte] given as floats, on both paths, with 1 and 3 threads, from any first
+ * micro-batch (the rows are offset like a rank's). */
+static void test_byte_input_same_bits(void **state)
+{
+    (void)state;
+    float table[256];
+    for (int v = 0; v < 256; v++) table[v] = ((float)v * (1.0f / 255.0f) - 0.286f) / 0.353f;
+    uint8_t *x8 = xaligned((size_t)B * IN);
+    uint64_t key = rng_key(6, RNG_TEST, 0);
+    const char *specs[2] = {SPEC_DENSE, SPEC};
+    for (int sp = 0; sp < 2; sp++)
+        for (int per_mb = 0; per_mb < 2; per_mb++) {
+            Fixture f;
+            fixture_spec(&f, specs[sp]);
+            f.per_mb = per_mb;
+            for (int i = 0; i < B * IN; i++) {
+                x8[i] = (uint8_t)(rng_u32(key, (uint64_t)i) & 255u);
+                f.x[i] = table[x8[i]];
+            }
+            const int T[2] = {1, 3}, lo[2] = {0, 2};
+            for (int a = 0; a < 2; a++) {
+                double lf, lb;
+                f.x8 = NULL;
+                float *gf = grad_of(&f, lo[a], M, T[a], &lf);
+                f.x8 = x8;
+                f.table = table;
+                float *gb = grad_of(&f, lo[a], M, T[a], &lb);
+                assert_memory_equal(gf, gb, f.m.nparams * sizeof(float));
+                assert_memory_equal(&lf, &lb, sizeof(double));
+                /* and the bytes were really read: another table gives other gradients */
+                float t2[256];
+                for (int v = 0; v < 256; v++) t2[v] = table[255 - v];
+                f.table = t2;
+                float *g2 = grad_of(&f, lo[a], M, T[a], NULL);
+                assert_true(memcmp(gf, g2, f.m.nparams * sizeof(float)) != 0);
+                f.x8 = NULL;
+                free(gf), free(gb), free(g2);
+            }
+            fixture_free(&f);
+        }
+    free(x8);
 }
 
 static void test_tree_sum_f64(void **state)
@@ -285,6 +333,7 @@ int main(void)
         cmocka_unit_test(test_eval_chunks),
         cmocka_unit_test(test_layerwise_same_bits),
         cmocka_unit_test(test_layerwise_ready_and_hook),
+        cmocka_unit_test(test_byte_input_same_bits),
         cmocka_unit_test(test_tree_sum_f64),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
