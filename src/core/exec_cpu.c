@@ -48,6 +48,7 @@ typedef struct {
 } LayerWise;
 
 #define LW_FW_ROWS 24  /* output rows per forward item */
+#define LW_FW_UNIT 12  /* ... taken by another thread than the owner: half an item */
 #define LW_DW_ROWS 24  /* dW rows per item */
 #define LW_DX_COLS 64  /* dx columns per item, and activation-gradient columns per item */
 
@@ -375,13 +376,15 @@ static void lw_barrier(Exec *e, Driver *d)
 /* Claim the next work item of phase ph (items are handed out in order). */
 static int lw_claim(Exec *e, int ph) { return atomic_fetch_add_explicit(&e->w.ctr[ph], 1, memory_order_acq_rel); }
 
-/* A forward item of layer l for thread tid, or -1 when none is left.  The items are cut
- * into one contiguous segment per thread, taken front to back by their owner; a thread
- * whose segment is empty takes the last item of another's.  So neighbouring items —
- * whose transposed outputs share cache lines (24 floats are 1.5 lines) — mostly go to
- * the same thread, where handing items out in order gave every other item to the
- * other thread. */
-static int lw_claim_fw(Exec *e, int l, int tid)
+/* Forward work of layer l for thread tid: the first of *n units of LW_FW_UNIT output rows,
+ * or -1 when none is left.  The units are cut into one contiguous segment per thread,
+ * taken front to back by their owner two at a time (items of LW_FW_ROWS rows); a thread
+ * whose segment is empty takes the last unit of another's, one at a time, so the
+ * threads finish the layer at most half an item apart.  Neighbouring items — whose
+ * transposed outputs share cache lines (24 floats are 1.5 lines) — mostly go to the
+ * same thread, where handing items out in order gave every other item to the other
+ * thread. */
+static int lw_claim_fw(Exec *e, int l, int tid, int *n)
 {
     const int T = e->c.threads;
     for (int k = 0; k < T; k++) {
@@ -391,10 +394,13 @@ static int lw_claim_fw(Exec *e, int l, int tid)
         for (;;) {
             uint32_t f = (uint32_t)v, b = (uint32_t)(v >> 32);
             if (f >= b) break;
-            uint64_t nv = k == 0 ? ((uint64_t)b << 32) | (f + 1) : ((uint64_t)(b - 1) << 32) | f;
+            uint32_t take = k == 0 && b - f >= 2 ? 2 : 1;
+            uint64_t nv = k == 0 ? ((uint64_t)b << 32) | (f + take) : ((uint64_t)(b - 1) << 32) | f;
             if (atomic_compare_exchange_weak_explicit(q, &v, nv, memory_order_acq_rel,
-                                                      memory_order_acquire))
+                                                      memory_order_acquire)) {
+                *n = (int)take;
                 return k == 0 ? (int)f : (int)(b - 1);
+            }
         }
     }
     return -1;
@@ -432,8 +438,8 @@ static void train_lw(Exec *e, int tid, Driver *d)
     lw_barrier(e, d);
     for (int l = 0; l < L; l++, ph++) {
         const Layer *ly = &m->layers[l];
-        for (int i; (i = lw_claim_fw(e, l, tid)) >= 0;) {
-            int o0 = i * LW_FW_ROWS, o1 = MT_MIN(ly->out, o0 + LW_FW_ROWS);
+        for (int i, n; (i = lw_claim_fw(e, l, tid, &n)) >= 0;) {
+            int o0 = i * LW_FW_UNIT, o1 = MT_MIN(ly->out, o0 + n * LW_FW_UNIT);
             dense_lw_forward(ly, e->params, w->t[l], w->t[l + 1], w->act[l + 1], w->aux[l], rt, o0, o1);
             if (d) driver_check(e, d);
         }
@@ -736,7 +742,7 @@ static void cpu_train(Exec *e, const float *params, ExecInput x, const int32_t *
     }
     for (int p = 0; e->lw && p < e->w.nphase; p++) atomic_store(&e->w.ctr[p], 0);
     for (int l = 0; e->lw && l < m->nlayers; l++) {
-        const int T = e->c.threads, n = (m->layers[l].out + LW_FW_ROWS - 1) / LW_FW_ROWS;
+        const int T = e->c.threads, n = (m->layers[l].out + LW_FW_UNIT - 1) / LW_FW_UNIT;
         for (int t = 0; t < T; t++) {
             uint64_t lo = (uint64_t)n * t / T, hi = (uint64_t)n * (t + 1) / T;
             atomic_store(&e->w.seg[(size_t)l * T + t], (hi << 32) | lo);
