@@ -602,7 +602,9 @@ static int try_cache(Dataset *ds, int s)
     size_t bytes = (size_t)sh->e.count * per_row;
     int rc = ensure_open(ds, s);
     if (rc) return rc;
-    void *x = xmalloc((size_t)sh->e.count * ds->row_bytes);
+    /* xaligned: on huge pages where the kernel allows (madvise), since the rows are read
+     * in a random order: one TLB entry per 2 MB instead of a page walk per row */
+    void *x = xaligned((size_t)sh->e.count * ds->row_bytes);
     int32_t *y = xmalloc((size_t)sh->e.count * sizeof(int32_t));
     rc = dataset_shard_read_rows(&ds->info, &sh->h, sh->path, 0, sh->e.count, x, y);
     if (!rc) rc = rows_finite(ds, s, 0, x, sh->e.count);
