@@ -80,7 +80,7 @@ struct Exec {
     const uint8_t *x8;        /* the step's input as stored bytes (ExecInput), or NULL */
     const float *x8_table;
     float *xbuf;              /* (rt, in_dim) x8 normalised, row by row by the thread that
-                                 first reads the row */
+                                 first reads the row; allocated by the first byte input */
     const int32_t *y;
     uint64_t seed, step;
     int mb0;
@@ -626,7 +626,6 @@ static Exec *cpu_create(const Model *m, const ExecConf *c, Device *dev)
     cpu_set_t cs;
     e->oversub = sched_getaffinity(0, sizeof cs, &cs) == 0 && c->threads > CPU_COUNT(&cs);
     e->rt = c->nmb * c->mb_rows;
-    e->xbuf = dalloc(e, (size_t)e->rt * m->in_dim * sizeof(float));
     if (e->lw) {
         LayerWise *w = &e->w;
         int L = m->nlayers;
@@ -723,6 +722,7 @@ static void cpu_train(Exec *e, const float *params, ExecInput x, const int32_t *
     e->params = params;
     e->x8 = x.x8;
     e->x8_table = x.x8_table;
+    if (x.x8 && !e->xbuf) e->xbuf = dalloc(e, (size_t)e->rt * m->in_dim * sizeof(float));
     e->x = x.x8 ? e->xbuf : x.x;
     CHECK(e->x && (!x.x8 || x.x8_table));
     e->y = y;

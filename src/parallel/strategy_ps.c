@@ -473,12 +473,11 @@ static void server_serve(PsStrategy *p)
 {
     while (p->done < p->nchunks) {
         double w0 = now_s();
-        CommStatus cs;
-        int slot = ps_next_done(p, 1, &cs);
+        int slot = ps_next_done(p, 1, NULL);
         CHECK(slot >= 0); /* the receives of the next chunk are posted */
         double b0 = now_s();
         p->st.wait_s += b0 - w0;
-        if (ps_steal_server_done(p, slot, &cs)) continue;
+        if (ps_steal_server_done(p, slot)) continue;
         if (slot < p->W * PS_WINDOW) p->arrived[slot / p->W]++;
         while (p->done < p->nchunks && p->arrived[p->done % PS_WINDOW] == p->W) {
             int k = p->done;
@@ -636,10 +635,9 @@ static void ps_update(Strategy *s, StrategyRunFn run, void *runner)
          * server 0 with stealing: the masks of step t + s + 1 too, and not its timing
          * receives, which stay posted */
         ps_steal_server_assign(p);
-        CommStatus cs;
         while (p->inflight > ps_steal_persistent(p)) {
-            int slot = ps_next_done(p, 1, &cs);
-            if (slot >= 0) ps_steal_server_done(p, slot, &cs);
+            int slot = ps_next_done(p, 1, NULL);
+            if (slot >= 0) ps_steal_server_done(p, slot);
         }
     }
     double dt = now_s() - t0;

@@ -155,7 +155,7 @@ void ps_steal_post_param(PsStrategy *p, int base, int k);
 /* Worker, reduce_end: the step's timing message (every share was claimed and pushed). */
 void ps_steal_worker_end(PsStrategy *p);
 /* Server 0: 1 when `slot` was one of its timing receives (handled, reposted). */
-int ps_steal_server_done(PsStrategy *p, int slot, const CommStatus *st);
+int ps_steal_server_done(PsStrategy *p, int slot);
 /* Server 0, after serving step t: send every worker its shares of step t + s + 1. */
 void ps_steal_server_assign(PsStrategy *p);
 /* Requests that stay posted across steps (server 0's timing receives). */

@@ -172,9 +172,8 @@ void ps_steal_worker_end(PsStrategy *p)
 
 /* ---- server 0 ------------------------------------------------------------------ */
 
-int ps_steal_server_done(PsStrategy *p, int slot, const CommStatus *st)
+int ps_steal_server_done(PsStrategy *p, int slot)
 {
-    (void)st;
     if (!p->steal || p->server != 0 || slot < p->tslot || slot >= p->tslot + 2 * p->W)
         return 0;
     int w = slot - p->tslot;
